@@ -1,0 +1,44 @@
+# kelpie-cluster. The targets mirror what a user runs:
+#   make run    3-server cluster on 127.0.0.11-13 (Ctrl-C stops it)
+#   make test   vet, unit tests with -race, then the multi-process integration suite
+
+GO      ?= go
+BIN     ?= bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Unit packages: everything except the integration suite (evaluated lazily so
+# that targets that do not need it never run go list).
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/integration$$' -e '/integration/')
+
+.PHONY: all build run test unit integration bench fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kelpied ./cmd/kelpied
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kelpiectl ./cmd/kelpiectl
+
+run:
+	VERSION=$(VERSION) scripts/run-local.sh
+
+# The integration suite builds the binaries it runs itself (TestMain).
+test: vet unit integration
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+
+integration:
+	$(GO) test -count=1 -timeout 15m ./integration/...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+fmt:
+	gofmt -l -w .
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) tmp

@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelpie/cluster/consensus"
+)
+
+// Client talks to one node's HTTP API. It is what kelpiectl and nodes
+// themselves (forwarding, following the view) use. Safe for concurrent use.
+type Client struct {
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// NewClient returns a client for the node at addr ("host:port" or a full
+// "http://host:port" URL). A nil hc uses a default client without timeout
+// (deadlines come from each call's context).
+func NewClient(addr string, hc *http.Client) (*Client, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("%w: empty address", ErrInvalidArgument)
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("%w: bad address %q", ErrInvalidArgument, addr)
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{base: strings.TrimRight(u.String(), "/"), hc: hc}, nil
+}
+
+// SetToken sets the access token sent with every request.
+func (c *Client) SetToken(t string) { c.token = t }
+
+// Addr is the base URL.
+func (c *Client) Addr() string { return c.base }
+
+// APIError is a non-2xx answer. It matches the sentinel for its code with
+// errors.Is (no_quorum → ErrNoQuorum, ...).
+type APIError struct {
+	StatusCode int
+	Body       ErrorBody
+}
+
+func (e *APIError) Error() string {
+	if e.Body.Error != "" {
+		return e.Body.Error
+	}
+	return fmt.Sprintf("http %d", e.StatusCode)
+}
+
+// Unwrap maps the code to a sentinel.
+func (e *APIError) Unwrap() error {
+	switch e.Body.Code {
+	case "no_quorum":
+		return &NoQuorumError{Reachable: e.Body.Reachable, Total: e.Body.Total}
+	case "not_leader":
+		return ErrNotLeader
+	case "not_ready":
+		return ErrNotReady
+	case "unknown_node":
+		return ErrUnknownNode
+	case "not_member":
+		return ErrNotMember
+	case "invalid_argument":
+		return ErrInvalidArgument
+	case "not_server":
+		return ErrNotServer
+	}
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) (http.Header, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("X-Kelpie-Token", c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		ae := &APIError{StatusCode: resp.StatusCode}
+		if json.Unmarshal(b, &ae.Body) != nil || ae.Body.Error == "" {
+			ae.Body.Error = fmt.Sprintf("http %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		return resp.Header, ae
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.Header, fmt.Errorf("decode %s %s: %w", method, path, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+// Status returns GET /v1/status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	_, err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+	return &s, err
+}
+
+// Members returns GET /v1/members.
+func (c *Client) Members(ctx context.Context) (*Members, error) {
+	var m Members
+	_, err := c.do(ctx, http.MethodGet, "/v1/members", nil, &m)
+	return &m, err
+}
+
+// View returns the committed view. With index > 0 it is a blocking query:
+// the answer comes once the view's index exceeds index, or after wait.
+func (c *Client) View(ctx context.Context, index uint64, wait time.Duration) (consensus.View, error) {
+	var v consensus.View
+	q := url.Values{}
+	if index > 0 {
+		q.Set("index", strconv.FormatUint(index, 10))
+	}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	path := "/v1/view"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	_, err := c.do(ctx, http.MethodGet, path, nil, &v)
+	return v, err
+}
+
+// Leader returns GET /v1/leader.
+func (c *Client) Leader(ctx context.Context) (*LeaderInfo, error) {
+	var l LeaderInfo
+	_, err := c.do(ctx, http.MethodGet, "/v1/leader", nil, &l)
+	return &l, err
+}
+
+// Voters returns GET /v1/voters.
+func (c *Client) Voters(ctx context.Context) (*Voters, error) {
+	var v Voters
+	_, err := c.do(ctx, http.MethodGet, "/v1/voters", nil, &v)
+	return &v, err
+}
+
+// Ready returns nil when GET /v1/health/ready answers 200.
+func (c *Client) Ready(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodGet, "/v1/health/ready", nil, nil)
+	return err
+}
+
+func (c *Client) leave(ctx context.Context, req leaveRequest) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/leave", req, nil)
+	return err
+}
+
+func (c *Client) raftHealth(ctx context.Context) (consensus.RaftHealth, error) {
+	var h consensus.RaftHealth
+	_, err := c.do(ctx, http.MethodGet, "/v1/internal/raft-health", nil, &h)
+	return h, err
+}
+
+// isTransport reports whether err is a failure to talk at all (as opposed to
+// an answer).
+func isTransport(err error) bool {
+	var ae *APIError
+	return err != nil && !errors.As(err, &ae)
+}

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/gossip"
+	"github.com/kelpie/cluster/internal/netx"
+)
+
+// Default ports. A node uses three: HTTP API, gossip (TCP+UDP) and Raft (TCP,
+// servers only).
+const (
+	DefaultHTTPPort   = 7500
+	DefaultGossipPort = 7501
+	DefaultRaftPort   = 7502
+)
+
+// Config configures a Node. Build it from DefaultConfig and override fields;
+// Validate reports what is wrong without changing anything.
+type Config struct {
+	// NodeID names the node in gossip, Raft and the view. Required; 1–128
+	// characters of [A-Za-z0-9._-]. It must be unique in the cluster.
+	NodeID string
+	// BindAddr is the IP every listener binds and every outgoing connection
+	// uses as its source. It must be a concrete IP (the fault-injection suite
+	// tells nodes apart by it). Default 127.0.0.1.
+	BindAddr string
+	// HTTPPort, GossipPort, RaftPort: 0 picks a free port (tests).
+	HTTPPort, GossipPort, RaftPort int
+	// DataDir holds Raft state (servers). Empty means in-memory Raft stores:
+	// nothing survives a restart. Created 0700 if missing.
+	DataDir string
+
+	// Server makes this node run Raft (a voter or warm standby). Clients
+	// (the default) follow the committed state from servers.
+	Server bool
+	// BootstrapExpect: when > 0 on a server with no Raft state, wait until this
+	// many servers with the same setting see each other in gossip, then the
+	// one with the lowest ID bootstraps Raft with all of them as voters.
+	BootstrapExpect int
+	// Zone and Version are carried in gossip tags and the view.
+	Zone, Version string
+
+	// ReconcileInterval: how often the leader runs a full reconcile of gossip
+	// against the committed view, repairing any dropped event. Default 3s.
+	ReconcileInterval time.Duration
+	// ReconcileBatchDelay: after a gossip event the leader waits this long so
+	// that changes arriving together commit as one view change. Default 100ms.
+	ReconcileBatchDelay time.Duration
+	// MissingMemberGrace: a member in the view that gossip does not know at
+	// all is marked Failed only after the leader's gossip has run this long
+	// (after a restart, gossip needs time to rediscover everyone). Default 30s.
+	MissingMemberGrace time.Duration
+	// QuorumTimeout bounds every view-change attempt: without a reachable
+	// quorum it fails with ErrNoQuorum within this time. Default 5s.
+	QuorumTimeout time.Duration
+	// FollowWait is the blocking-query wait clients use when following the
+	// view from servers. Default 30s.
+	FollowWait time.Duration
+
+	// Gossip is the failure-detector profile (NodeName, BindAddr, ports and
+	// tags are filled in by the node).
+	Gossip gossip.Config
+	// Raft timings (ID, addresses and DataDir are filled in by the node).
+	Raft consensus.Config
+	// Voters configures voter management (servers).
+	Voters consensus.VoterConfig
+
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// Registry receives the node's metrics. Default: a fresh registry.
+	Registry *prometheus.Registry
+	// Filter is an in-process network fault filter (tests only).
+	Filter netx.Filter
+}
+
+// DefaultConfig returns production settings for a client node on 127.0.0.1.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:            "127.0.0.1",
+		HTTPPort:            DefaultHTTPPort,
+		GossipPort:          DefaultGossipPort,
+		RaftPort:            DefaultRaftPort,
+		ReconcileInterval:   3 * time.Second,
+		ReconcileBatchDelay: 100 * time.Millisecond,
+		MissingMemberGrace:  30 * time.Second,
+		QuorumTimeout:       5 * time.Second,
+		FollowWait:          30 * time.Second,
+		Gossip:              gossip.DefaultConfig(),
+		Raft:                consensus.DefaultConfig(),
+		Voters:              consensus.DefaultVoterConfig(),
+	}
+}
+
+// TestConfig returns fast settings for in-process clusters on loopback:
+// ephemeral ports, short timeouts, short stabilisation.
+func TestConfig() Config {
+	c := DefaultConfig()
+	c.HTTPPort, c.GossipPort, c.RaftPort = 0, 0, 0
+	c.ReconcileInterval = 500 * time.Millisecond
+	c.ReconcileBatchDelay = 20 * time.Millisecond
+	c.MissingMemberGrace = 3 * time.Second
+	c.QuorumTimeout = 2 * time.Second
+	c.FollowWait = 2 * time.Second
+	c.Gossip = gossip.TestConfig()
+	c.Raft = consensus.TestConfig()
+	c.Voters.StabilizationTime = 500 * time.Millisecond
+	c.Voters.UpdateInterval = 200 * time.Millisecond
+	c.Voters.ReconcileInterval = 300 * time.Millisecond
+	c.Voters.LastContactThreshold = time.Second
+	return c
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// ValidID reports whether s is a legal node (or actor) ID.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// Validate checks the configuration without changing it.
+func (c Config) Validate() error {
+	var errs []error
+	if !ValidID(c.NodeID) {
+		errs = append(errs, fmt.Errorf("NodeID %q: need 1-128 characters of [A-Za-z0-9._-]", c.NodeID))
+	}
+	ip := net.ParseIP(c.BindAddr)
+	if ip == nil || ip.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("BindAddr %q: need a concrete IP address", c.BindAddr))
+	}
+	for name, p := range map[string]int{"HTTPPort": c.HTTPPort, "GossipPort": c.GossipPort, "RaftPort": c.RaftPort} {
+		if p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d out of range", name, p))
+		}
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 7 {
+		errs = append(errs, fmt.Errorf("BootstrapExpect %d: need 0-7", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect > 0 && !c.Server {
+		errs = append(errs, errors.New("BootstrapExpect needs Server"))
+	}
+	for name, d := range map[string]time.Duration{
+		"ReconcileInterval": c.ReconcileInterval, "QuorumTimeout": c.QuorumTimeout,
+		"FollowWait": c.FollowWait, "MissingMemberGrace": c.MissingMemberGrace,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.ReconcileBatchDelay < 0 || c.ReconcileBatchDelay > time.Second {
+		errs = append(errs, errors.New("ReconcileBatchDelay must be within 0-1s"))
+	}
+	if c.Server {
+		if err := c.Voters.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		rc := c.Raft
+		rc.ID, rc.BindAddr = "x", "127.0.0.1:0"
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,228 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrIllegalTransition means a view change asked for a status transition that
+// LegalTransition forbids. The whole command was rejected and nothing changed.
+// It is returned as a *TransitionError carrying the member and the statuses.
+// Do not retry the same command; re-read the view and propose a legal change.
+var ErrIllegalTransition = errors.New("consensus: illegal status transition")
+
+// ErrNoChange means a view change was valid but every change in it was
+// already reflected in the view, so no new epoch was committed. Callers that
+// only need the target state to hold can treat it as success.
+var ErrNoChange = errors.New("consensus: view change changes nothing")
+
+// TransitionError describes the first illegal change of a rejected command.
+// errors.Is(err, ErrIllegalTransition) holds for it.
+type TransitionError struct {
+	ID   string // member ID
+	From Status // status before the change (StatusNone for an unknown ID)
+	To   Status // requested status
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("%v: member %q: %s -> %s", ErrIllegalTransition, e.ID, e.From, e.To)
+}
+
+// Unwrap makes errors.Is(err, ErrIllegalTransition) true.
+func (e *TransitionError) Unwrap() error { return ErrIllegalTransition }
+
+// ApplyResult is what FSM.Apply returns (raft hands it back as
+// ApplyFuture.Response()). It is never nil.
+type ApplyResult struct {
+	Index uint64 // Raft index of the applied log entry
+	Epoch uint64 // view epoch after the entry (unchanged if Err != nil)
+	// Err is nil when the entry was applied (or was not a command), wraps
+	// ErrNoChange when it was valid but changed nothing, is a
+	// *TransitionError (ErrIllegalTransition) when it was rejected, and wraps
+	// ErrInvalidCommand when the bytes did not decode or validate.
+	Err error
+}
+
+// FSM is the deterministic Raft state machine holding the committed
+// membership view. It implements raft.FSM.
+//
+// Apply, Snapshot and Restore are called by raft on one goroutine; View,
+// AppliedIndex and Watch may be called from any goroutine at any time. The
+// FSM never reads a clock or a random source and never depends on map
+// iteration order, so every replica that applies the same log reaches the
+// same view.
+type FSM struct {
+	// wmu serialises writers (Apply, Restore). Raft already calls them from
+	// one goroutine; wmu makes misuse safe rather than racy. Writers read
+	// state under wmu alone and take mu only to publish.
+	wmu sync.Mutex
+
+	mu struct {
+		sync.RWMutex
+		// view is the committed view. Its Members slice is never modified
+		// in place after publication (writers build a new slice), so a
+		// snapshot may keep a reference to it.
+		view    View
+		applied uint64        // index of the last log entry applied
+		changed chan struct{} // closed and replaced when view changes
+	}
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// NewFSM returns an FSM holding the empty view (epoch 0).
+func NewFSM() *FSM {
+	f := &FSM{}
+	f.mu.changed = make(chan struct{})
+	return f
+}
+
+// View returns a deep copy of the committed view.
+func (f *FSM) View() View {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.view.Clone()
+}
+
+// AppliedIndex returns the Raft index of the last log entry applied,
+// including entries that were rejected, were no-ops or were not commands.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.applied
+}
+
+// Watch returns the current view and a channel that is closed when the view
+// next changes (a new epoch is committed, or a snapshot is restored). It is
+// the building block for blocking queries: read, then wait on the channel.
+func (f *FSM) Watch() (View, <-chan struct{}) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.view.Clone(), f.mu.changed
+}
+
+// Apply applies one committed log entry. Only raft.LogCommand entries carry
+// commands; others are recorded as applied and otherwise ignored. The result
+// is always a non-nil *ApplyResult.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+
+	cur := f.mu.view // safe: only writers modify it, and they hold wmu
+	if l == nil {
+		return &ApplyResult{Epoch: cur.Epoch, Err: fmt.Errorf("%w: nil log entry", ErrInvalidCommand)}
+	}
+	res := &ApplyResult{Index: l.Index, Epoch: cur.Epoch}
+	var next *View
+	if l.Type == raft.LogCommand {
+		v, err := applyCommand(cur, l.Data, l.Index)
+		if err != nil {
+			res.Err = err
+		} else {
+			next = &v
+			res.Epoch = v.Epoch
+		}
+	}
+	f.publish(l.Index, next)
+	return res
+}
+
+// publish records applied as the last applied index and, if next is not nil,
+// installs it as the view and wakes watchers.
+func (f *FSM) publish(applied uint64, next *View) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.applied = applied
+	if next != nil {
+		f.mu.view = *next
+		close(f.mu.changed)
+		f.mu.changed = make(chan struct{})
+	}
+}
+
+// applyCommand decodes data and applies it to cur, returning the next view.
+// cur is not modified. This is the dispatch point for command types.
+func applyCommand(cur View, data []byte, index uint64) (View, error) {
+	t, p, err := DecodeCommand(data)
+	if err != nil {
+		return View{}, err
+	}
+	switch t {
+	case CmdViewChange:
+		return applyViewChange(cur, p.(ViewChange), index)
+	}
+	// Unreachable while DecodeCommand and this switch agree.
+	return View{}, fmt.Errorf("%w: no handler for %s", ErrInvalidCommand, t)
+}
+
+// applyViewChange applies vc, committed at Raft index index, to cur and
+// returns the resulting view. cur is not modified. It returns a
+// *TransitionError if any change is illegal and an error wrapping
+// ErrNoChange if no change alters the view; in both cases the returned view
+// is meaningless.
+func applyViewChange(cur View, vc ViewChange, index uint64) (View, error) {
+	if err := vc.Validate(); err != nil {
+		return View{}, err
+	}
+	epoch := cur.Epoch + 1
+	members := append([]Member(nil), cur.Members...) // working copy
+	changed := false
+	for _, c := range vc.Changes {
+		want := c.Member
+		i := sort.Search(len(members), func(i int) bool { return members[i].ID >= want.ID })
+		found := i < len(members) && members[i].ID == want.ID
+		old := Member{ID: want.ID, Status: StatusNone}
+		if found {
+			old = members[i]
+		}
+
+		m := old
+		setMetadata(&m, want)
+		if want.Status == old.Status {
+			if m == old {
+				continue // identical: no-op for this change
+			}
+		} else {
+			if !LegalTransition(old.Status, want.Status) {
+				return View{}, &TransitionError{ID: want.ID, From: old.Status, To: want.Status}
+			}
+			m.Status = want.Status
+			if want.Status == StatusJoining {
+				m.Incarnation = old.Incarnation + 1
+				m.JoinedAt = index
+			}
+		}
+		m.UpdatedAt = index
+		m.UpdatedEpoch = epoch
+		m.Reason = vc.Reason
+		changed = true
+
+		if found {
+			members[i] = m
+		} else {
+			members = append(members, Member{})
+			copy(members[i+1:], members[i:])
+			members[i] = m
+		}
+	}
+	if !changed {
+		return View{}, fmt.Errorf("%w (epoch %d)", ErrNoChange, cur.Epoch)
+	}
+	return View{Epoch: epoch, Index: index, Members: members}, nil
+}
+
+// setMetadata copies the proposer-owned descriptive fields of src into dst.
+// Status and the FSM-owned bookkeeping fields are left alone.
+func setMetadata(dst *Member, src Member) {
+	dst.GossipAddr = src.GossipAddr
+	dst.RaftAddr = src.RaftAddr
+	dst.HTTPAddr = src.HTTPAddr
+	dst.Role = src.Role
+	dst.Zone = src.Zone
+	dst.Version = src.Version
+	dst.Boot = src.Boot
+}

@@ -1,0 +1,150 @@
+package consensus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+)
+
+// SnapshotVersion is the "version" field of the FSM snapshot document.
+// Restore refuses any other version.
+const SnapshotVersion = 1
+
+// ErrInvalidSnapshot means a snapshot could not be restored: it is not a
+// well-formed snapshot document of a known version, or its contents break an
+// invariant of the view. The FSM state is left unchanged. Retrying the same
+// snapshot never helps.
+var ErrInvalidSnapshot = errors.New("consensus: invalid snapshot")
+
+// snapshotDoc is the on-disk form of an FSM snapshot. It is self-describing
+// JSON so that operators can inspect it and future versions can migrate it.
+type snapshotDoc struct {
+	Version int      `json:"version"`
+	Epoch   uint64   `json:"epoch"`
+	Index   uint64   `json:"index"`   // View.Index
+	Applied uint64   `json:"applied"` // last applied Raft index
+	Members []Member `json:"members"` // sorted by ID, unique
+}
+
+// fsmSnapshot is a point-in-time copy of the FSM state. Members is shared
+// with the FSM, which never modifies a published slice in place.
+type fsmSnapshot struct {
+	doc snapshotDoc
+}
+
+var _ raft.FSMSnapshot = (*fsmSnapshot)(nil)
+
+// Snapshot captures the state at call time. It is O(1): the encoding happens
+// in Persist, which raft may run concurrently with later Applies.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	v := f.mu.view
+	members := v.Members
+	if members == nil {
+		members = []Member{} // encode as [], not null
+	}
+	return &fsmSnapshot{doc: snapshotDoc{
+		Version: SnapshotVersion,
+		Epoch:   v.Epoch,
+		Index:   v.Index,
+		Applied: f.mu.applied,
+		Members: members,
+	}}, nil
+}
+
+// Persist writes the snapshot document to sink and closes it, or cancels the
+// sink on error.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	b, err := json.Marshal(s.doc)
+	if err == nil {
+		_, err = sink.Write(b)
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("consensus: persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("consensus: persist snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release does nothing: the snapshot holds no resources.
+func (s *fsmSnapshot) Release() {}
+
+// Restore replaces the FSM state with the snapshot read from r. The snapshot
+// is fully read and validated first; if it is invalid the state is left
+// unchanged and the error wraps ErrInvalidSnapshot. A successful restore
+// wakes Watch callers. Restore does not close r (raft does).
+func (f *FSM) Restore(r io.ReadCloser) error {
+	doc, err := decodeSnapshot(r)
+	if err != nil {
+		return err
+	}
+	v := View{Epoch: doc.Epoch, Index: doc.Index, Members: doc.Members}
+	if len(v.Members) == 0 {
+		v.Members = nil // same shape as a view that never had members
+	}
+
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.view = v
+	f.mu.applied = doc.Applied
+	close(f.mu.changed)
+	f.mu.changed = make(chan struct{})
+	return nil
+}
+
+// decodeSnapshot reads and validates one snapshot document from r.
+func decodeSnapshot(r io.Reader) (snapshotDoc, error) {
+	var doc snapshotDoc
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return snapshotDoc{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	if err := expectEOF(dec); err != nil {
+		return snapshotDoc{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	if err := doc.validate(); err != nil {
+		return snapshotDoc{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	return doc, nil
+}
+
+// validate checks the invariants every FSM-produced snapshot satisfies.
+func (d *snapshotDoc) validate() error {
+	if d.Version != SnapshotVersion {
+		return fmt.Errorf("unknown version %d (want %d)", d.Version, SnapshotVersion)
+	}
+	if d.Epoch == 0 && (len(d.Members) != 0 || d.Index != 0) {
+		return errors.New("epoch 0 must have no members and index 0")
+	}
+	for i, m := range d.Members {
+		if err := validateID(m.ID); err != nil {
+			return fmt.Errorf("member %d: %v", i, err)
+		}
+		if i > 0 && d.Members[i-1].ID >= m.ID {
+			return fmt.Errorf("member %d: id %q not after %q (members must be sorted and unique)", i, m.ID, d.Members[i-1].ID)
+		}
+		if m.Status < StatusJoining || m.Status > StatusLeft {
+			return fmt.Errorf("member %q: invalid status %s", m.ID, m.Status)
+		}
+		if m.Role != RoleServer && m.Role != RoleClient {
+			return fmt.Errorf("member %q: unknown role %q", m.ID, m.Role)
+		}
+		if m.Incarnation == 0 {
+			return fmt.Errorf("member %q: incarnation 0 (every member joined at least once)", m.ID)
+		}
+		if m.UpdatedEpoch == 0 || m.UpdatedEpoch > d.Epoch {
+			return fmt.Errorf("member %q: updated_epoch %d outside [1, %d]", m.ID, m.UpdatedEpoch, d.Epoch)
+		}
+	}
+	return nil
+}

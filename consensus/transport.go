@@ -1,0 +1,54 @@
+package consensus
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kelpie/cluster/internal/netx"
+)
+
+// streamLayer is raft's TCP stream layer with two additions: every outgoing
+// connection binds the node's own IP as its source (so nodes on 127.0.0.N are
+// distinguishable on the wire), and an optional in-process fault filter.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dialer    *netx.Dialer
+}
+
+func newStreamLayer(bind, advertise string, filter netx.Filter) (*streamLayer, error) {
+	l, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: listen for raft on %s: %w", bind, err)
+	}
+	adv := l.Addr()
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("consensus: advertise address %q: %w", advertise, err)
+		}
+		adv = a
+	}
+	if ta, ok := adv.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		l.Close()
+		return nil, fmt.Errorf("consensus: raft advertise address %s is not a concrete IP", adv)
+	}
+	host, _, _ := net.SplitHostPort(l.Addr().String())
+	return &streamLayer{
+		Listener:  netx.Listener(l, filter),
+		advertise: adv,
+		dialer:    &netx.Dialer{SourceIP: host, Filter: filter},
+	}, nil
+}
+
+// Dial implements raft.StreamLayer.
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return s.dialer.DialTimeout("tcp", string(address), timeout)
+}
+
+// Addr is the advertised address (what peers dial).
+func (s *streamLayer) Addr() net.Addr { return s.advertise }

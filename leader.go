@@ -1,0 +1,417 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/gossip"
+)
+
+// leadershipLoop runs a leader session while this server leads and stops it
+// as soon as it does not. raft's notifications can drop flips, so the state is
+// also polled.
+func (n *Node) leadershipLoop() {
+	var (
+		cancel context.CancelFunc
+		done   chan struct{}
+	)
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel, done = nil, nil
+			n.metrics.LeaderChanges.Inc()
+			n.logger.Info("leadership lost")
+		}
+	}
+	defer stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.raft.LeaderCh():
+		case <-tick.C:
+		}
+		leader := n.raft.IsLeader()
+		switch {
+		case leader && cancel == nil:
+			n.metrics.LeaderChanges.Inc()
+			n.mu.Lock()
+			n.mu.leaderSince = time.Now()
+			n.mu.Unlock()
+			n.logger.Info("leadership gained", "term", n.raft.Stats().Term)
+			cancel, done = n.startLeaderSession()
+		case !leader && cancel != nil:
+			n.mu.Lock()
+			n.mu.leaderSince = time.Time{}
+			n.mu.Unlock()
+			stop()
+		}
+	}
+}
+
+func (n *Node) startLeaderSession() (context.CancelFunc, chan struct{}) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.leaderSession(ctx)
+	}()
+	return cancel, done
+}
+
+// leaderSession is everything the leader does while it leads: a barrier (so
+// FSM state is current before acting on it), voter management, and the
+// reconcile loop.
+func (n *Node) leaderSession(ctx context.Context) {
+	for {
+		bctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+		err := n.raft.Barrier(bctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		n.logger.Warn("barrier after election failed", "err", err)
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+	n.voters.Start(ctx)
+	defer n.voters.Stop()
+
+	absent := map[string]time.Time{}
+	n.reconcile(ctx, absent)
+	tick := time.NewTicker(n.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.reconcileCh:
+			// Let changes that arrive together commit as one view change.
+			if !sleepCtx(ctx, n.cfg.ReconcileBatchDelay) {
+				return
+			}
+		case <-tick.C:
+		}
+		n.reconcile(ctx, absent)
+	}
+}
+
+// reconcile brings the committed view in line with gossip: one batch of
+// status changes, then Raft configuration fixes for servers, then the
+// activations those fixes allow. Every commit is one epoch.
+//
+// failedAbsent is the leader session's memory of when each Failed member was
+// first seen missing from gossip.
+func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time) {
+	for round := 0; round < 3 && ctx.Err() == nil; round++ {
+		n.mu.Lock()
+		started := n.mu.gossipStart
+		n.mu.Unlock()
+		if since := n.leaderSinceTime(); since.After(started) {
+			started = since // missing members: count the grace from our own election
+		}
+		in := reconcileInput{
+			View:    n.fsm.View(),
+			Gossip:  n.gossip.Members(),
+			InRaft:  map[string]bool{},
+			Self:    n.cfg.NodeID,
+			Now:     time.Now(),
+			Started: started,
+			Grace:   n.cfg.MissingMemberGrace,
+
+			FailedAbsentSince: failedAbsent,
+			ReapAfter:         n.cfg.Gossip.ReconnectTimeout,
+		}
+		trackFailedAbsent(failedAbsent, in)
+		if peers, err := n.raft.Configuration(); err == nil {
+			for _, p := range peers {
+				in.InRaft[p.ID] = true
+			}
+		}
+		changed := n.fixRaftMembership(ctx, in)
+		changes := planReconcile(in)
+		if len(changes) == 0 {
+			if !changed {
+				n.metrics.ReconcileRuns.WithLabelValues("in_sync").Inc()
+				return
+			}
+			continue
+		}
+		_, err := n.commitLocal(ctx, consensus.ViewChange{Changes: changes, Reason: "reconcile"})
+		switch {
+		case err == nil:
+			n.metrics.ReconcileRuns.WithLabelValues("committed").Inc()
+		case errors.Is(err, consensus.ErrNoChange):
+			n.metrics.ReconcileRuns.WithLabelValues("in_sync").Inc()
+			return
+		default:
+			n.metrics.ReconcileRuns.WithLabelValues("error").Inc()
+			n.logger.Warn("reconcile commit failed", "err", err, "changes", len(changes))
+			return
+		}
+	}
+}
+
+// trackFailedAbsent updates the leader's memory of Failed members missing
+// from gossip.
+func trackFailedAbsent(m map[string]time.Time, in reconcileInput) {
+	inGossip := make(map[string]bool, len(in.Gossip))
+	for _, g := range in.Gossip {
+		inGossip[g.Name] = true
+	}
+	for _, rec := range in.View.Members {
+		if rec.Status == consensus.StatusFailed && !inGossip[rec.ID] {
+			if _, ok := m[rec.ID]; !ok {
+				m[rec.ID] = in.Now
+			}
+		} else {
+			delete(m, rec.ID)
+		}
+	}
+}
+
+// fixRaftMembership adds Joining/Active servers that are alive but missing
+// from the Raft configuration (as non-voters; voter management promotes), and
+// removes servers whose record is Left. It reports whether it changed
+// anything.
+func (n *Node) fixRaftMembership(ctx context.Context, in reconcileInput) bool {
+	alive := map[string]gossip.Member{}
+	for _, g := range in.Gossip {
+		if g.Status == gossip.StatusAlive {
+			alive[g.Name] = g
+		}
+	}
+	changed := false
+	for _, m := range in.View.Members {
+		if m.Role != consensus.RoleServer || m.ID == in.Self {
+			continue
+		}
+		switch {
+		case (m.Status == consensus.StatusJoining || m.Status == consensus.StatusActive) && !in.InRaft[m.ID]:
+			g, ok := alive[m.ID]
+			if !ok || g.Tags.Boot != m.Boot || g.Tags.RaftAddr == "" {
+				continue
+			}
+			err := n.voters.AddServer(consensus.KnownServer{ID: m.ID, RaftAddr: g.Tags.RaftAddr, Version: m.Version, Status: "alive"})
+			if err != nil {
+				n.logger.Warn("add raft server failed", "member", m.ID, "err", err)
+				continue
+			}
+			n.logger.Info("added server to raft as non-voter", "member", m.ID)
+			changed = true
+		case m.Status == consensus.StatusLeft && in.InRaft[m.ID]:
+			if err := n.voters.RemoveServer(m.ID); err != nil {
+				n.logger.Warn("remove raft server failed", "member", m.ID, "err", err)
+				continue
+			}
+			n.logger.Info("removed left server from raft", "member", m.ID)
+			changed = true
+		}
+	}
+	return changed
+}
+
+func (n *Node) leaderSinceTime() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.leaderSince
+}
+
+// commitLocal commits a view change on this node, which must be the leader.
+// It is quorum-gated: if gossip shows too few voters alive it fails at once;
+// otherwise it waits at most QuorumTimeout for the commit. Failures are
+// *NoQuorumError or wrap ErrNotLeader; FSM rejections wrap the consensus
+// sentinels.
+func (n *Node) commitLocal(ctx context.Context, vc consensus.ViewChange) (*consensus.ApplyResult, error) {
+	if n.raft == nil || !n.raft.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	reach, total := n.reachableVoters()
+	if !HasQuorum(reach, total) {
+		return nil, &NoQuorumError{Reachable: reach, Total: total}
+	}
+	vc.ProposedAtUnixNano = time.Now().UnixNano()
+	cmd, err := consensus.EncodeViewChange(vc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+	defer cancel()
+	res, err := n.raft.Apply(cctx, cmd)
+	if err != nil {
+		switch {
+		case errors.Is(err, consensus.ErrNotLeader):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, consensus.ErrLeadershipLost):
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			reach, total = n.reachableVoters()
+			return nil, &NoQuorumError{Reachable: reach, Total: total, Cause: err}
+		}
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	n.metrics.ViewChangeCommits.WithLabelValues(vc.Reason).Inc()
+	now := time.Now()
+	for _, c := range vc.Changes {
+		if c.Member.Status == consensus.StatusFailed {
+			n.metrics.ObserveFailedCommit(c.Member.ID, now)
+		} else if c.Member.Status == consensus.StatusJoining {
+			n.metrics.ClearFailureSignal(c.Member.ID)
+		}
+	}
+	n.logger.Info("view change committed", "epoch", res.Epoch, "index", res.Index, "reason", vc.Reason, "changes", describeChanges(vc.Changes))
+	return res, nil
+}
+
+func describeChanges(cs []consensus.Change) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Member.ID+"→"+c.Member.Status.String())
+	}
+	return out
+}
+
+// reachableVoters counts the voters of the Raft configuration that gossip
+// shows alive (this node counts if it is a voter), and the total voters.
+func (n *Node) reachableVoters() (reachable, total int) {
+	if n.raft == nil {
+		return 0, 0
+	}
+	peers, err := n.raft.Configuration()
+	if err != nil {
+		return 0, 0
+	}
+	for _, p := range peers {
+		if !p.Voter {
+			continue
+		}
+		total++
+		if p.ID == n.cfg.NodeID {
+			reachable++
+			continue
+		}
+		if m, ok := n.gossip.Member(p.ID); ok && m.Status == gossip.StatusAlive {
+			reachable++
+		}
+	}
+	return reachable, total
+}
+
+// --- consensus.VoterDelegate ---
+
+// KnownServers lists servers from gossip, with the committed view's verdict
+// for those gossip no longer knows.
+func (n *Node) KnownServers() []consensus.KnownServer {
+	var out []consensus.KnownServer
+	seen := map[string]bool{}
+	for _, g := range n.gossip.Members() {
+		if !g.IsServer() {
+			continue
+		}
+		seen[g.Name] = true
+		st := "unknown"
+		switch g.Status {
+		case gossip.StatusAlive:
+			st = "alive"
+		case gossip.StatusFailed:
+			st = "failed"
+		case gossip.StatusLeft:
+			st = "left"
+		}
+		if rec, ok := n.fsm.View().Member(g.Name); ok && rec.Status == consensus.StatusLeft && rec.Boot == g.Tags.Boot {
+			st = "left"
+		}
+		out = append(out, consensus.KnownServer{ID: g.Name, RaftAddr: g.Tags.RaftAddr, Version: g.Tags.Version, Status: st})
+	}
+	for _, m := range n.fsm.View().Members {
+		if m.Role != consensus.RoleServer || seen[m.ID] {
+			continue
+		}
+		st := "failed"
+		if m.Status == consensus.StatusLeft {
+			st = "left"
+		}
+		out = append(out, consensus.KnownServer{ID: m.ID, RaftAddr: m.RaftAddr, Version: m.Version, Status: st})
+	}
+	return out
+}
+
+// FetchHealth asks each server's HTTP API for its Raft health, in parallel.
+func (n *Node) FetchHealth(ctx context.Context, servers []consensus.KnownServer) map[string]consensus.RaftHealth {
+	out := map[string]consensus.RaftHealth{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		g, ok := n.gossip.Member(s.ID)
+		if !ok || g.Tags.HTTPAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(id, addr string) {
+			defer wg.Done()
+			c, err := NewClient(addr, n.peerHTTP)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			h, err := c.raftHealth(cctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			out[id] = h
+			mu.Unlock()
+		}(s.ID, g.Tags.HTTPAddr)
+	}
+	wg.Wait()
+	return out
+}
+
+// RemoveFailed removes a failed server from Raft once voter management says
+// it is safe. It must not block.
+func (n *Node) RemoveFailed(id string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.QuorumTimeout)
+		defer cancel()
+		if err := n.raft.RemoveServer(ctx, id); err != nil {
+			n.logger.Warn("remove failed server from raft", "member", id, "err", err)
+			return
+		}
+		n.logger.Info("removed failed server from raft", "member", id)
+	}()
+}
+
+// --- metrics.Source ---
+
+// MetricsIsLeader implements metrics.Source.
+func (n *Node) MetricsIsLeader() bool { return n.raft != nil && n.raft.IsLeader() }
+
+// MetricsRaft implements metrics.Source.
+func (n *Node) MetricsRaft() (term, commit, applied uint64, ok bool) {
+	if n.raft == nil {
+		return 0, 0, 0, false
+	}
+	s := n.raft.Stats()
+	return s.Term, s.CommitIndex, s.AppliedIndex, true
+}
+
+// MetricsGossipDropped implements metrics.Source.
+func (n *Node) MetricsGossipDropped() uint64 {
+	if n.gossip == nil {
+		return 0
+	}
+	return n.gossip.DroppedEvents()
+}

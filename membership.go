@@ -1,0 +1,233 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelpie/cluster/consensus"
+)
+
+// Join joins gossip through seeds (ip:port of any members' gossip address;
+// none for the first server) and returns only once this node is Active in the
+// committed view, as this incarnation. It fails when ctx ends first, saying
+// how far it got.
+func (n *Node) Join(ctx context.Context, seeds []string) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if len(seeds) > 0 {
+		for {
+			_, err := n.gossip.Join(ctx, seeds)
+			if err == nil {
+				break
+			}
+			n.logger.Warn("gossip join failed; retrying", "seeds", seeds, "err", err)
+			if !sleepCtx(ctx, 500*time.Millisecond) {
+				return fmt.Errorf("join: gossip: %w (last error: %v)", ctx.Err(), err)
+			}
+		}
+	}
+	for {
+		v, _, ch := n.pub.get()
+		if m, ok := v.Member(n.cfg.NodeID); ok && m.Boot == n.boot && m.Status == consensus.StatusActive {
+			n.logger.Info("joined", "epoch", v.Epoch, "incarnation", m.Incarnation)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			m, _ := v.Member(n.cfg.NodeID)
+			return fmt.Errorf("join: not active in the committed view (view epoch %d, our status %s): %w", v.Epoch, m.Status, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+// Leave leaves the cluster gracefully: it asks the leader to commit this
+// node Leaving then Left (a leader first transfers leadership), then leaves
+// gossip. Without a quorum it returns ErrNoQuorum and stays a member. Close
+// the node afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	self, ok := n.Self()
+	if ok && self.Boot == n.boot && self.Status != consensus.StatusLeft && self.Status != consensus.StatusFailed {
+		if n.raft != nil && n.raft.IsLeader() {
+			if peers, err := n.raft.Configuration(); err == nil && countVoters(peers) > 1 {
+				tctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+				err := n.raft.TransferLeadership(tctx)
+				cancel()
+				if err != nil {
+					n.logger.Warn("leadership transfer before leave failed", "err", err)
+				}
+			}
+		}
+		if err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+			return c.leave(ctx, leaveRequest{ID: n.cfg.NodeID, Boot: n.boot})
+		}); err != nil {
+			return fmt.Errorf("leave: %w", err)
+		}
+		// Wait (bounded) until our own served view shows us Left, so that
+		// observers of this node see the outcome too.
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+		n.waitSelf(wctx, consensus.StatusLeft)
+		cancel()
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := n.gossip.Leave(lctx); err != nil {
+		return fmt.Errorf("leave: gossip: %w", err)
+	}
+	n.logger.Info("left the cluster")
+	return nil
+}
+
+func (n *Node) waitSelf(ctx context.Context, s consensus.Status) bool {
+	for {
+		v, _, ch := n.pub.get()
+		if m, ok := v.Member(n.cfg.NodeID); ok && m.Status == s {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
+
+func countVoters(peers []consensus.Peer) int {
+	v := 0
+	for _, p := range peers {
+		if p.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+// leaveMember runs on the leader: it commits id Leaving and then Left
+// (Joining members go Failed, Left), then takes a server out of Raft. It is
+// idempotent: a member already Left succeeds at once.
+func (n *Node) leaveMember(ctx context.Context, id, boot string) error {
+	rec, ok := n.fsm.View().Member(id)
+	if !ok || rec.Status == consensus.StatusNone {
+		return fmt.Errorf("%w: %q", ErrUnknownNode, id)
+	}
+	if boot != "" && rec.Boot != boot {
+		return fmt.Errorf("%w: %q is another incarnation (boot %s, asked for %s)", ErrUnknownNode, id, rec.Boot, boot)
+	}
+	var steps []consensus.Status
+	switch rec.Status {
+	case consensus.StatusActive:
+		steps = []consensus.Status{consensus.StatusLeaving, consensus.StatusLeft}
+	case consensus.StatusLeaving, consensus.StatusFailed:
+		steps = []consensus.Status{consensus.StatusLeft}
+	case consensus.StatusJoining:
+		steps = []consensus.Status{consensus.StatusFailed, consensus.StatusLeft}
+	}
+	for _, s := range steps {
+		m := rec
+		m.Status = s
+		_, err := n.commitLocal(ctx, consensus.ViewChange{Changes: []consensus.Change{{Member: m}}, Reason: "leave"})
+		if err != nil && !errors.Is(err, consensus.ErrNoChange) {
+			return err
+		}
+	}
+	if rec.Role == consensus.RoleServer && id != n.cfg.NodeID {
+		if err := n.voters.RemoveServer(id); err != nil {
+			n.logger.Warn("remove leaving server from raft", "member", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// forward runs call against the leader (servers that know it) or any alive
+// server (clients; servers forward on), retrying on transport errors and
+// leader changes until Config.QuorumTimeout. Running out of time is
+// ErrNoQuorum.
+func (n *Node) forward(ctx context.Context, call func(context.Context, *Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+	defer cancel()
+	var last error
+	for {
+		addr := n.forwardTarget()
+		if addr != "" {
+			c, err := NewClient(addr, n.peerHTTP)
+			if err == nil {
+				err = call(ctx, c)
+				if err == nil {
+					return nil
+				}
+				var nq *NoQuorumError
+				switch {
+				case errors.As(err, &nq):
+					return err
+				case isTransport(err), errors.Is(err, ErrNotLeader), errors.Is(err, ErrNotReady):
+					last = err
+				default:
+					return err
+				}
+			}
+		} else {
+			last = errors.New("no leader known")
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			reach, total := n.reachableVoters()
+			return &NoQuorumError{Reachable: reach, Total: total, Cause: last}
+		}
+	}
+}
+
+// forwardTarget is where forwarded writes go: the leader's HTTP address on a
+// server that knows it, else any alive server.
+func (n *Node) forwardTarget() string {
+	if n.raft != nil {
+		if id, _ := n.raft.Leader(); id != "" {
+			if id == n.cfg.NodeID {
+				return n.HTTPAddr()
+			}
+			if g, ok := n.gossip.Member(id); ok && g.Tags.HTTPAddr != "" {
+				return g.Tags.HTTPAddr
+			}
+		}
+		return ""
+	}
+	return n.pickServer("")
+}
+
+// Leader returns the current leader as this node knows it.
+func (n *Node) Leader() LeaderInfo {
+	if n.raft == nil {
+		return n.followedLeader()
+	}
+	id, addr := n.raft.Leader()
+	li := LeaderInfo{ID: id, RaftAddr: addr, Known: id != "", Term: n.raft.Stats().Term}
+	if g, ok := n.gossip.Member(id); ok {
+		li.HTTPAddr = g.Tags.HTTPAddr
+	}
+	return li
+}
+
+// followedLeader asks a server who leads (clients do not run Raft).
+func (n *Node) followedLeader() LeaderInfo {
+	addr := n.pickServer("")
+	if addr == "" {
+		return LeaderInfo{}
+	}
+	c, err := NewClient(addr, n.peerHTTP)
+	if err != nil {
+		return LeaderInfo{}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	li, err := c.Leader(ctx)
+	if err != nil {
+		return LeaderInfo{}
+	}
+	return *li
+}

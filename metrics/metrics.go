@@ -1,0 +1,146 @@
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kelpie/cluster/consensus"
+)
+
+// Source is the live node state read at scrape time.
+type Source interface {
+	MetricsIsLeader() bool
+	MetricsRaft() (term, commitIndex, appliedIndex uint64, ok bool)
+	MetricsGossipDropped() uint64
+}
+
+// Metrics holds the node's collectors.
+type Metrics struct {
+	Epoch             prometheus.Gauge
+	MembersByStatus   *prometheus.GaugeVec
+	ViewChanges       prometheus.Counter
+	EventsDropped     prometheus.Counter
+	ReconcileRuns     *prometheus.CounterVec
+	LeaderChanges     prometheus.Counter
+	FailureDetection  prometheus.Histogram
+	ViewChangeCommits *prometheus.CounterVec
+
+	mu            sync.Mutex
+	failureSignal map[string]time.Time
+	lastEpoch     uint64
+}
+
+// New registers every metric on reg.
+func New(reg prometheus.Registerer, src Source) (*Metrics, error) {
+	m := &Metrics{
+		Epoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kelpie_view_epoch", Help: "Epoch of the committed membership view this node serves.",
+		}),
+		MembersByStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kelpie_members", Help: "Members of the committed view this node serves, by committed status.",
+		}, []string{"status"}),
+		ViewChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kelpie_view_changes_observed_total", Help: "Committed view changes observed (published) by this node.",
+		}),
+		EventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kelpie_view_events_dropped_total", Help: "View events dropped because the Events() consumer was slow.",
+		}),
+		ReconcileRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kelpie_reconcile_runs_total", Help: "Leader reconcile passes of gossip against the committed view, by result.",
+		}, []string{"result"}),
+		ViewChangeCommits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kelpie_view_change_commits_total", Help: "View changes committed by this node as leader, by reason.",
+		}, []string{"reason"}),
+		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kelpie_leader_changes_total", Help: "Times this node gained or lost Raft leadership.",
+		}),
+		FailureDetection: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kelpie_failure_detection_seconds",
+			Help:    "Time from the first gossip failure signal for a member to the commit of it as Failed (leader only).",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60},
+		}),
+		failureSignal: make(map[string]time.Time),
+	}
+	cs := []prometheus.Collector{m.Epoch, m.MembersByStatus, m.ViewChanges, m.EventsDropped, m.ReconcileRuns,
+		m.ViewChangeCommits, m.LeaderChanges, m.FailureDetection,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kelpie_is_leader", Help: "1 if this node is the Raft leader, else 0.",
+		}, func() float64 { return b2f(src.MetricsIsLeader()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kelpie_raft_term", Help: "Current Raft term seen by this server.",
+		}, func() float64 { t, _, _, _ := src.MetricsRaft(); return float64(t) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kelpie_raft_commit_index", Help: "Raft commit index on this server.",
+		}, func() float64 { _, c, _, _ := src.MetricsRaft(); return float64(c) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kelpie_raft_applied_index", Help: "Raft index applied to this server's state machine.",
+		}, func() float64 { _, _, a, _ := src.MetricsRaft(); return float64(a) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kelpie_gossip_events_dropped_total", Help: "Gossip events dropped because the node's event channel was full (repaired by the periodic reconcile).",
+		}, func() float64 { return float64(src.MetricsGossipDropped()) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range []consensus.Status{consensus.StatusJoining, consensus.StatusActive, consensus.StatusLeaving, consensus.StatusFailed, consensus.StatusLeft} {
+		m.MembersByStatus.WithLabelValues(s.String()).Set(0)
+	}
+	return m, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ObserveView records a newly published committed view.
+func (m *Metrics) ObserveView(v consensus.View) {
+	m.Epoch.Set(float64(v.Epoch))
+	counts := map[consensus.Status]int{}
+	for _, mem := range v.Members {
+		counts[mem.Status]++
+	}
+	for _, s := range []consensus.Status{consensus.StatusJoining, consensus.StatusActive, consensus.StatusLeaving, consensus.StatusFailed, consensus.StatusLeft} {
+		m.MembersByStatus.WithLabelValues(s.String()).Set(float64(counts[s]))
+	}
+	m.mu.Lock()
+	if v.Epoch > m.lastEpoch {
+		m.ViewChanges.Add(float64(v.Epoch - m.lastEpoch))
+		m.lastEpoch = v.Epoch
+	}
+	m.mu.Unlock()
+}
+
+// NoteFailureSignal records the first gossip failure signal for a member.
+func (m *Metrics) NoteFailureSignal(member string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.failureSignal[member]; !ok {
+		m.failureSignal[member] = at
+	}
+}
+
+// ClearFailureSignal forgets a member's failure signal (it came back).
+func (m *Metrics) ClearFailureSignal(member string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.failureSignal, member)
+}
+
+// ObserveFailedCommit records the detection latency of a member committed as
+// Failed at now, if a gossip signal for it was seen.
+func (m *Metrics) ObserveFailedCommit(member string, now time.Time) {
+	m.mu.Lock()
+	at, ok := m.failureSignal[member]
+	delete(m.failureSignal, member)
+	m.mu.Unlock()
+	if ok {
+		m.FailureDetection.Observe(now.Sub(at).Seconds())
+	}
+}
