@@ -35,8 +35,8 @@ type Status struct {
 	AppliedIndex uint64           `json:"applied_index,omitempty"`
 	Bootstrapped bool             `json:"bootstrapped"` // this node ran the Raft bootstrap
 	Voters       []consensus.Peer `json:"voters,omitempty"`
-	Members      int              `json:"members"`       // in the committed view (not Left)
-	GossipDrops  uint64           `json:"gossip_drops"`  // gossip events dropped (repaired by reconcile)
+	Members      int              `json:"members"`      // in the committed view (not Left)
+	GossipDrops  uint64           `json:"gossip_drops"` // gossip events dropped (repaired by reconcile)
 	Version      string           `json:"version,omitempty"`
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -240,6 +241,14 @@ func TestQuorumGated_MinorityPartition(t *testing.T) {
 		}
 	}
 	tc.faults.Isolate(tc.ip(minority.ID()), others)
+	cut := time.Now()
+
+	// Step-down: the cut-off leader stops leading within about one leader
+	// lease (raft's LeaderLeaseTimeout), not whenever the partition heals.
+	waitFor(t, 5*time.Second, "isolated leader steps down", func() bool { return !minority.raft.IsLeader() })
+	if d, lease := time.Since(cut), minority.cfg.Raft.LeaderLeaseTimeout; d > 4*lease+time.Second {
+		t.Errorf("isolated leader stepped down after %s (lease %s)", d, lease)
+	}
 
 	waitFor(t, 15*time.Second, "majority elects a leader", func() bool {
 		for _, n := range ns {
@@ -364,4 +373,35 @@ func TestNoLostCommits_FullRestart(t *testing.T) {
 		return converged(ns, map[string]consensus.Status{"s1": consensus.StatusActive, "s2": consensus.StatusActive,
 			"s3": consensus.StatusActive, "c1": consensus.StatusFailed})
 	})
+}
+
+// TestMonotonicEpoch_JoinStormBatches: clients joining together are
+// committed in a few view changes, not two per client.
+func TestMonotonicEpoch_JoinStormBatches(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.startServers(3, nodeOpts{})
+	before := tc.node("s1").View().Epoch
+	const clients = 8
+	var ns []*Node
+	for i := 0; i < clients; i++ {
+		ns = append(ns, tc.start(fmt.Sprintf("c%d", i), nodeOpts{}))
+	}
+	errs := make(chan error, clients)
+	for _, n := range ns {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			errs <- n.Join(ctx, tc.seed("s1"))
+		}()
+	}
+	for range ns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := tc.node("s1").View().Epoch
+	t.Logf("%d joins took %d epochs", clients, after-before)
+	if after-before > clients {
+		t.Errorf("%d concurrent joins took %d epochs; want them batched (≤ %d)", clients, after-before, clients)
+	}
 }

@@ -105,6 +105,13 @@ func (f *FSM) Watch() (View, <-chan struct{}) {
 	return f.mu.view.Clone(), f.mu.changed
 }
 
+// ApplyCommand applies an encoded command as if Raft had committed it at
+// index. It is Apply without a raft.Log, for callers outside this package
+// (tests and tools) that must not import hashicorp/raft.
+func (f *FSM) ApplyCommand(index uint64, data []byte) *ApplyResult {
+	return f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}).(*ApplyResult)
+}
+
 // Apply applies one committed log entry. Only raft.LogCommand entries carry
 // commands; others are recorded as applied and otherwise ignored. The result
 // is always a non-nil *ApplyResult.
