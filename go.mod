@@ -11,6 +11,7 @@ require (
 	github.com/hashicorp/serf v0.11.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/urfave/cli/v2 v2.27.7
+	pgregory.net/rapid v1.3.0
 )
 
 require (

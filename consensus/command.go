@@ -37,7 +37,7 @@ type CommandType uint8
 
 // Command types. Zero is deliberately unused so that a zeroed header never
 // decodes. New types are added here and in newPayload (the one place that
-// maps a type to its payload) and handled in FSM.applyCommand.
+// maps a type to its payload) and handled in FSM.Apply.
 const (
 	// CmdViewChange carries a ViewChange: a batch of member status and
 	// metadata changes committed as one view epoch.
@@ -48,6 +48,10 @@ func (t CommandType) String() string {
 	switch t {
 	case CmdViewChange:
 		return "view-change"
+	case CmdPlace:
+		return "place"
+	case CmdRelease:
+		return "release"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -126,11 +130,15 @@ func (vc *ViewChange) value() any { return *vc }
 
 // newPayload returns a fresh, empty payload for t, or false if t is unknown.
 // This is the single registry of command types: adding a command means adding
-// a case here (and a handler in FSM.applyCommand).
+// a case here (and a handler in FSM.Apply).
 func newPayload(t CommandType) (payload, bool) {
 	switch t {
 	case CmdViewChange:
 		return new(ViewChange), true
+	case CmdPlace:
+		return new(PlaceBatch), true
+	case CmdRelease:
+		return new(ReleaseBatch), true
 	}
 	return nil, false
 }

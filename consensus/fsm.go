@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kelpie/cluster/placement"
 )
 
 // ErrIllegalTransition means a view change asked for a status transition that
@@ -45,6 +47,9 @@ type ApplyResult struct {
 	// *TransitionError (ErrIllegalTransition) when it was rejected, and wraps
 	// ErrInvalidCommand when the bytes did not decode or validate.
 	Err error
+	// Place holds one outcome per item of a CmdPlace or CmdRelease entry
+	// (nil for other commands or when Err is set).
+	Place []PlaceOutcome
 }
 
 // FSM is the deterministic Raft state machine holding the committed
@@ -69,6 +74,11 @@ type FSM struct {
 		view    View
 		applied uint64        // index of the last log entry applied
 		changed chan struct{} // closed and replaced when view changes
+		// tab is the placement table. Unlike the view it is modified in
+		// place, under the write lock; readers copy what they need.
+		tab *placement.Table
+		// pchanged is closed and replaced when placements change.
+		pchanged chan struct{}
 	}
 }
 
@@ -78,6 +88,8 @@ var _ raft.FSM = (*FSM)(nil)
 func NewFSM() *FSM {
 	f := &FSM{}
 	f.mu.changed = make(chan struct{})
+	f.mu.pchanged = make(chan struct{})
+	f.mu.tab = placement.NewTable()
 	return f
 }
 
@@ -124,18 +136,110 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return &ApplyResult{Epoch: cur.Epoch, Err: fmt.Errorf("%w: nil log entry", ErrInvalidCommand)}
 	}
 	res := &ApplyResult{Index: l.Index, Epoch: cur.Epoch}
-	var next *View
-	if l.Type == raft.LogCommand {
-		v, err := applyCommand(cur, l.Data, l.Index)
+	if l.Type != raft.LogCommand {
+		f.publish(l.Index, nil)
+		return res
+	}
+	t, p, err := DecodeCommand(l.Data)
+	if err != nil {
+		res.Err = err
+		f.publish(l.Index, nil)
+		return res
+	}
+	switch t {
+	case CmdViewChange:
+		v, err := applyViewChange(cur, p.(ViewChange), l.Index)
 		if err != nil {
 			res.Err = err
-		} else {
-			next = &v
-			res.Epoch = v.Epoch
+			f.publish(l.Index, nil)
+			return res
 		}
+		res.Epoch = v.Epoch
+		f.mu.Lock()
+		if releaseGone(f.mu.tab, cur, v, l.Index) {
+			f.placementsChangedLocked()
+		}
+		f.mu.Unlock()
+		f.publish(l.Index, &v)
+	case CmdPlace:
+		f.mu.Lock()
+		res.Place = applyPlace(f.mu.tab, cur, p.(PlaceBatch), l.Index)
+		f.placementsChangedLocked()
+		f.mu.Unlock()
+		f.publish(l.Index, nil)
+	case CmdRelease:
+		f.mu.Lock()
+		res.Place = applyRelease(f.mu.tab, p.(ReleaseBatch))
+		f.placementsChangedLocked()
+		f.mu.Unlock()
+		f.publish(l.Index, nil)
+	default:
+		// Unreachable while DecodeCommand and this switch agree.
+		res.Err = fmt.Errorf("%w: no handler for %s", ErrInvalidCommand, t)
+		f.publish(l.Index, nil)
 	}
-	f.publish(l.Index, next)
 	return res
+}
+
+func (f *FSM) placementsChangedLocked() {
+	close(f.mu.pchanged)
+	f.mu.pchanged = make(chan struct{})
+}
+
+// Placement returns the committed placement of actor and the applied index
+// it reflects.
+func (f *FSM) Placement(actor string) (placement.Placement, bool, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.mu.tab.Get(actor)
+	return p, ok, f.mu.applied
+}
+
+// Orphan returns the orphan record of actor, if any.
+func (f *FSM) Orphan(actor string) (placement.Orphan, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.tab.GetOrphan(actor)
+}
+
+// PlacementsByNode returns node's placements sorted by actor, and the applied
+// index they reflect.
+func (f *FSM) PlacementsByNode(node string) ([]placement.Placement, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.tab.ByNode(node), f.mu.applied
+}
+
+// Placements returns every placement sorted by actor, and the applied index.
+func (f *FSM) Placements() ([]placement.Placement, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.tab.All(), f.mu.applied
+}
+
+// PlacementCount returns how many actors node hosts (for the policy).
+func (f *FSM) PlacementCount(node string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.tab.Count(node)
+}
+
+// PlacementLoads returns the placement count of each listed node.
+func (f *FSM) PlacementLoads(nodes []string) map[string]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]int, len(nodes))
+	for _, n := range nodes {
+		out[n] = f.mu.tab.Count(n)
+	}
+	return out
+}
+
+// WatchPlacements returns a channel closed when placements next change.
+func (f *FSM) WatchPlacements() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.pchanged
 }
 
 // publish records applied as the last applied index and, if next is not nil,
@@ -149,21 +253,6 @@ func (f *FSM) publish(applied uint64, next *View) {
 		close(f.mu.changed)
 		f.mu.changed = make(chan struct{})
 	}
-}
-
-// applyCommand decodes data and applies it to cur, returning the next view.
-// cur is not modified. This is the dispatch point for command types.
-func applyCommand(cur View, data []byte, index uint64) (View, error) {
-	t, p, err := DecodeCommand(data)
-	if err != nil {
-		return View{}, err
-	}
-	switch t {
-	case CmdViewChange:
-		return applyViewChange(cur, p.(ViewChange), index)
-	}
-	// Unreachable while DecodeCommand and this switch agree.
-	return View{}, fmt.Errorf("%w: no handler for %s", ErrInvalidCommand, t)
 }
 
 // applyViewChange applies vc, committed at Raft index index, to cur and

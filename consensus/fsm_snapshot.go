@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kelpie/cluster/placement"
 )
 
 // SnapshotVersion is the "version" field of the FSM snapshot document.
@@ -27,6 +29,8 @@ type snapshotDoc struct {
 	Index   uint64   `json:"index"`   // View.Index
 	Applied uint64   `json:"applied"` // last applied Raft index
 	Members []Member `json:"members"` // sorted by ID, unique
+	// Table is the placement table (placements and orphans).
+	Table *placement.Table `json:"table"`
 }
 
 // fsmSnapshot is a point-in-time copy of the FSM state. Members is shared
@@ -53,6 +57,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		Index:   v.Index,
 		Applied: f.mu.applied,
 		Members: members,
+		Table:   f.mu.tab.Clone(), // O(placements); the table is modified in place
 	}}, nil
 }
 
@@ -96,8 +101,10 @@ func (f *FSM) Restore(r io.ReadCloser) error {
 	defer f.mu.Unlock()
 	f.mu.view = v
 	f.mu.applied = doc.Applied
+	f.mu.tab = doc.Table
 	close(f.mu.changed)
 	f.mu.changed = make(chan struct{})
+	f.placementsChangedLocked()
 	return nil
 }
 
@@ -144,6 +151,19 @@ func (d *snapshotDoc) validate() error {
 		}
 		if m.UpdatedEpoch == 0 || m.UpdatedEpoch > d.Epoch {
 			return fmt.Errorf("member %q: updated_epoch %d outside [1, %d]", m.ID, m.UpdatedEpoch, d.Epoch)
+		}
+	}
+	if d.Table == nil {
+		return errors.New("missing placement table")
+	}
+	v := View{Members: d.Members}
+	for _, p := range d.Table.All() {
+		m, ok := v.Member(p.Node)
+		if !ok || (m.Status != StatusActive && m.Status != StatusLeaving) || m.Incarnation != p.Incarnation {
+			return fmt.Errorf("placement of %q points at %q, which is not an active member of that incarnation (PlacementConsistency)", p.Actor, p.Node)
+		}
+		if p.Token > d.Applied {
+			return fmt.Errorf("placement of %q has token %d beyond applied index %d", p.Actor, p.Token, d.Applied)
 		}
 	}
 	return nil
