@@ -81,6 +81,24 @@ func (e *APIError) Unwrap() error {
 		return ErrInvalidArgument
 	case "not_server":
 		return ErrNotServer
+	case "stale_token":
+		return ErrStaleToken
+	case "not_owner":
+		return ErrNotOwner
+	case "not_placed":
+		return ErrNotPlaced
+	case "fenced":
+		return ErrFenced
+	case "lease_pending":
+		return ErrLeasePending
+	case "no_capacity":
+		return ErrNoCapacity
+	case "no_eligible_node":
+		return ErrNoEligibleNode
+	case "no_host":
+		return ErrNoHost
+	case "unknown_outcome":
+		return ErrUnknownOutcome
 	}
 	return nil
 }
@@ -197,4 +215,81 @@ func (c *Client) raftHealth(ctx context.Context) (consensus.RaftHealth, error) {
 func isTransport(err error) bool {
 	var ae *APIError
 	return err != nil && !errors.As(err, &ae)
+}
+
+// Place asks for actor to be placed (PUT /v1/placements/{actor}).
+func (c *Client) Place(ctx context.Context, actor string, opts PlaceOptions) (PlaceResult, error) {
+	var r PlaceResult
+	_, err := c.do(ctx, http.MethodPut, "/v1/placements/"+url.PathEscape(actor), opts, &r)
+	return r, err
+}
+
+// Lookup reads actor's placement (GET /v1/placements/{actor}); consistent
+// asks the leader to verify its leadership first; minIndex > 0 makes the
+// server wait until its replica has applied that index.
+func (c *Client) Lookup(ctx context.Context, actor string, consistent bool, minIndex uint64) (LookupResult, error) {
+	q := url.Values{}
+	if consistent {
+		q.Set("consistent", "true")
+	}
+	if minIndex > 0 {
+		q.Set("min_index", strconv.FormatUint(minIndex, 10))
+	}
+	path := "/v1/placements/" + url.PathEscape(actor)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var r LookupResult
+	h, err := c.do(ctx, http.MethodGet, path, nil, &r)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Body.Code == "not_placed" {
+		// Not placed is an answer, not a failure.
+		idx, _ := strconv.ParseUint(h.Get("X-Kelpie-Index"), 10, 64)
+		return LookupResult{Found: false, Index: idx}, nil
+	}
+	return r, err
+}
+
+// Placements lists placements, all or those on node (GET /v1/placements).
+func (c *Client) Placements(ctx context.Context, node string) (PlacementList, error) {
+	path := "/v1/placements"
+	if node != "" {
+		path += "?node=" + url.QueryEscape(node)
+	}
+	var r PlacementList
+	_, err := c.do(ctx, http.MethodGet, path, nil, &r)
+	return r, err
+}
+
+// Release removes actor's placement (DELETE /v1/placements/{actor}).
+func (c *Client) Release(ctx context.Context, actor string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/placements/"+url.PathEscape(actor), nil, nil)
+	return err
+}
+
+// Invoke sends a request to an actor through any node
+// (POST /v1/actors/{id}/invoke); body is the host's JSON request.
+func (c *Client) Invoke(ctx context.Context, actor string, body json.RawMessage) (InvokeResult, error) {
+	var r InvokeResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/actors/"+url.PathEscape(actor)+"/invoke", body, &r)
+	return r, err
+}
+
+func (c *Client) lease(ctx context.Context, req leaseRequest) (leaseGrant, error) {
+	var g leaseGrant
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/lease", req, &g)
+	return g, err
+}
+
+func (c *Client) invokeOwner(ctx context.Context, actor string, token uint64, req []byte) (InvokeResult, error) {
+	var r InvokeResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/invoke/"+url.PathEscape(actor)+"?token="+strconv.FormatUint(token, 10),
+		json.RawMessage(req), &r)
+	return r, err
+}
+
+func (c *Client) deactivate(ctx context.Context, req deactivateRequest) (deactivateResponse, error) {
+	var r deactivateResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/deactivate", req, &r)
+	return r, err
 }

@@ -127,7 +127,11 @@ func TestJoinIsReal_GracefulLeaveRestoresVoters(t *testing.T) {
 	s4 := tc.start("s4", nodeOpts{server: true})
 	tc.join(s4, tc.seed("s1"), 20*time.Second)
 	waitFor(t, 10*time.Second, "s4 is a standby", func() bool {
-		peers, _ := tc.leader().raft.Configuration()
+		l := tc.leader()
+		if l == nil {
+			return false
+		}
+		peers, _ := l.raft.Configuration()
 		return len(peers) == 4 && countVoters(peers) == 3
 	})
 
@@ -167,7 +171,7 @@ func TestJoinIsReal_GracefulLeaveRestoresVoters(t *testing.T) {
 	})
 
 	// Now the leader leaves: it hands leadership over first.
-	old := tc.leader()
+	old := tc.waitLeader()
 	if err := old.Leave(ctx); err != nil {
 		t.Fatalf("leader leave: %v", err)
 	}
@@ -196,13 +200,12 @@ func TestNoSplitBrain_LeaderCrash(t *testing.T) {
 	tc.startServers(3, nodeOpts{})
 	c1 := tc.start("c1", nodeOpts{})
 	tc.join(c1, tc.seed("s1"), 20*time.Second)
-	old := tc.leader()
+	old := tc.waitLeader()
 	oldTerm := old.raft.Stats().Term
 	oldView := old.View()
 
 	tc.stop(old.ID())
-	waitFor(t, 15*time.Second, "new leader", func() bool { return tc.leader() != nil })
-	nl := tc.leader()
+	nl := tc.waitLeader()
 	if term := nl.raft.Stats().Term; term <= oldTerm {
 		t.Fatalf("new leader term %d, old %d", term, oldTerm)
 	}
@@ -233,7 +236,7 @@ func TestQuorumGated_MinorityPartition(t *testing.T) {
 	tc.join(c1, tc.seed("s1"), 20*time.Second)
 
 	// Cut off the leader, the harder case: it must stop acting.
-	minority := tc.leader()
+	minority := tc.waitLeader()
 	var others []string
 	for _, n := range tc.live() {
 		if n != minority {

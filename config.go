@@ -13,6 +13,7 @@ import (
 	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
 	"github.com/kelpie/cluster/internal/netx"
+	"github.com/kelpie/cluster/placement"
 )
 
 // Default ports. A node uses three: HTTP API, gossip (TCP+UDP) and Raft (TCP,
@@ -62,9 +63,23 @@ type Config struct {
 	// QuorumTimeout bounds every view-change attempt: without a reachable
 	// quorum it fails with ErrNoQuorum within this time. Default 5s.
 	QuorumTimeout time.Duration
+	// InvokeTimeout bounds one request from a router to an actor's owner.
+	// Past it the outcome is unknown (ErrUnknownOutcome). Default 10s.
+	InvokeTimeout time.Duration
 	// FollowWait is the blocking-query wait clients use when following the
 	// view from servers. Default 30s.
 	FollowWait time.Duration
+
+	// Lease configures membership leases (G6): every Active node renews its
+	// lease with the leader every Lease.Duration/3 and fences itself when it
+	// runs out; the leader re-places a lost node's actors only after
+	// Lease.Duration + Lease.Margin. Default 4s + 1s.
+	Lease placement.LeaseConfig
+	// Capacity is the most actors this node will host; 0 means unlimited.
+	// Advertised through gossip and honoured by the leader's policy.
+	Capacity int
+	// Labels are advertised through gossip; placements may require them.
+	Labels map[string]string
 
 	// Gossip is the failure-detector profile (NodeName, BindAddr, ports and
 	// tags are filled in by the node).
@@ -94,6 +109,8 @@ func DefaultConfig() Config {
 		MissingMemberGrace:  30 * time.Second,
 		QuorumTimeout:       5 * time.Second,
 		FollowWait:          30 * time.Second,
+		InvokeTimeout:       10 * time.Second,
+		Lease:               placement.DefaultLeaseConfig(),
 		Gossip:              gossip.DefaultConfig(),
 		Raft:                consensus.DefaultConfig(),
 		Voters:              consensus.DefaultVoterConfig(),
@@ -110,6 +127,8 @@ func TestConfig() Config {
 	c.MissingMemberGrace = 3 * time.Second
 	c.QuorumTimeout = 2 * time.Second
 	c.FollowWait = 2 * time.Second
+	c.InvokeTimeout = 2 * time.Second
+	c.Lease = placement.LeaseConfig{Duration: time.Second, Margin: 250 * time.Millisecond}
 	c.Gossip = gossip.TestConfig()
 	c.Raft = consensus.TestConfig()
 	c.Voters.StabilizationTime = 500 * time.Millisecond
@@ -148,9 +167,21 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"ReconcileInterval": c.ReconcileInterval, "QuorumTimeout": c.QuorumTimeout,
 		"FollowWait": c.FollowWait, "MissingMemberGrace": c.MissingMemberGrace,
+		"InvokeTimeout": c.InvokeTimeout,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if err := c.Lease.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("Capacity %d: need ≥ 0 (0 = unlimited)", c.Capacity))
+	}
+	for k, v := range c.Labels {
+		if !ValidID(k) || (v != "" && !ValidID(v)) {
+			errs = append(errs, fmt.Errorf("label %q=%q: keys and values need [A-Za-z0-9._-]", k, v))
 		}
 	}
 	if c.ReconcileBatchDelay < 0 || c.ReconcileBatchDelay > time.Second {

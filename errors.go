@@ -3,6 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
+
+	"github.com/kelpie/cluster/placement"
 )
 
 // Sentinel errors. Every error the library returns wraps one of these (or a
@@ -33,6 +35,29 @@ var (
 	ErrNotReady = errors.New("not ready")
 	// ErrInvalidArgument: the request is malformed. Do not retry unchanged.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrStaleToken: work carried an older fencing token than the actor's
+	// current activation. Look the actor up again; never retry unchanged.
+	ErrStaleToken = placement.ErrStaleToken
+	// ErrNoCapacity: no Active node matching the request has free capacity.
+	ErrNoCapacity = placement.ErrNoCapacity
+	// ErrNoEligibleNode: no Active node matches the placement constraints.
+	ErrNoEligibleNode = placement.ErrNoEligibleNode
+	// ErrFenced: this node's membership lease has expired, so it has
+	// deactivated its actors and refuses work until it renews. Retry
+	// elsewhere or later.
+	ErrFenced = errors.New("fenced: membership lease expired")
+	// ErrLeasePending: the actor's previous owner failed, and the leader is
+	// waiting for that owner's lease to have surely expired before placing
+	// the actor again. Retry after the indicated delay.
+	ErrLeasePending = errors.New("previous owner's lease has not surely expired")
+	// ErrNotOwner: this node does not (or no longer) host the actor under the
+	// presented placement. Look the actor up again.
+	ErrNotOwner = errors.New("not the actor's owner")
+	// ErrNotPlaced: the actor has no placement.
+	ErrNotPlaced = errors.New("actor not placed")
+	// ErrNoHost: this node was built without a Host (or without an Invoker)
+	// and cannot run actors.
+	ErrNoHost = errors.New("no actor host on this node")
 )
 
 // NoQuorumError says how many voters this side could reach.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/internal/demohost"
 	"github.com/kelpie/cluster/internal/netx"
 )
 
@@ -34,11 +35,12 @@ type testCluster struct {
 	ips    map[string]string
 	dirs   map[string]string
 	epochs map[string]uint64 // highest epoch each node ID ever served
+	hosts  map[string][]*demohost.Host // every demo host each node ID ran (one per start)
 }
 
 func newTestCluster(t *testing.T) *testCluster {
 	tc := &testCluster{t: t, faults: netx.NewFaults(), nodes: map[string]*Node{}, ips: map[string]string{},
-		dirs: map[string]string{}, epochs: map[string]uint64{}}
+		dirs: map[string]string{}, epochs: map[string]uint64{}, hosts: map[string][]*demohost.Host{}}
 	t.Cleanup(func() {
 		tc.mu.Lock()
 		nodes := make([]*Node, 0, len(tc.nodes))
@@ -98,7 +100,11 @@ func (tc *testCluster) start(id string, o nodeOpts) *Node {
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
-	n, err := New(cfg, nil)
+	host, err := demohost.New(id, "")
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	n, err := New(cfg, host)
 	if err != nil {
 		tc.t.Fatalf("new %s: %v", id, err)
 	}
@@ -107,6 +113,7 @@ func (tc *testCluster) start(id string, o nodeOpts) *Node {
 	}
 	tc.mu.Lock()
 	tc.nodes[id] = n
+	tc.hosts[id] = append(tc.hosts[id], host)
 	tc.mu.Unlock()
 	go tc.watchEpochs(id, n)
 	return n
@@ -190,6 +197,14 @@ func (tc *testCluster) leader() *Node {
 	return nil
 }
 
+// waitLeader waits until some live node leads and returns it.
+func (tc *testCluster) waitLeader() *Node {
+	tc.t.Helper()
+	var l *Node
+	waitFor(tc.t, 10*time.Second, "a leader", func() bool { l = tc.leader(); return l != nil })
+	return l
+}
+
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -268,4 +283,29 @@ func (tc *testCluster) startServers(count int, o nodeOpts) []*Node {
 		return converged(ns, statuses(ids, consensus.StatusActive))
 	})
 	return ns
+}
+
+// activationEvents gathers the activation logs of every demo host that ever
+// ran in the cluster.
+func (tc *testCluster) activationEvents() []demohost.Event {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	var out []demohost.Event
+	for _, hs := range tc.hosts {
+		for _, h := range hs {
+			out = append(out, h.Events()...)
+		}
+	}
+	return out
+}
+
+// checkSingleActivation fails the test if any actor's activation intervals
+// overlap across nodes (G4), on the real CLOCK_MONOTONIC timestamps.
+func (tc *testCluster) checkSingleActivation() {
+	tc.t.Helper()
+	ivs := demohost.Intervals(tc.activationEvents())
+	for _, o := range demohost.Overlaps(ivs, demohost.Mono()) {
+		tc.t.Errorf("SingleActivation violated: %s active on %s (token %d, %d..%d) and %s (token %d, %d..%d)",
+			o[0].Actor, o[0].Node, o[0].Token, o[0].Start, o[0].End, o[1].Node, o[1].Token, o[1].Start, o[1].End)
+	}
 }

@@ -34,6 +34,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("POST /v1/internal/leave", n.handleLeave)
 	mux.HandleFunc("GET /v1/internal/raft-health", n.handleRaftHealth)
+	n.placementRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
 	})
@@ -56,6 +57,14 @@ func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	var nq *NoQuorumError
 	var ae *APIError
+	if c, name, ok := placementErrorCode(err); ok && !errors.As(err, &nq) {
+		if c == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		body.Code = name
+		writeJSON(w, c, body)
+		return
+	}
 	switch {
 	case errors.As(err, &nq):
 		code, body.Code, body.Reachable, body.Total = http.StatusServiceUnavailable, "no_quorum", nq.Reachable, nq.Total

@@ -42,9 +42,11 @@ func (n *Node) leadershipLoop() {
 		switch {
 		case leader && cancel == nil:
 			n.metrics.LeaderChanges.Inc()
+			now := time.Now()
 			n.mu.Lock()
-			n.mu.leaderSince = time.Now()
+			n.mu.leaderSince = now
 			n.mu.Unlock()
+			n.leases.reset(now)
 			n.logger.Info("leadership gained", "term", n.raft.Stats().Term)
 			cancel, done = n.startLeaderSession()
 		case !leader && cancel != nil:
@@ -84,6 +86,12 @@ func (n *Node) leaderSession(ctx context.Context) {
 	}
 	n.voters.Start(ctx)
 	defer n.voters.Stop()
+	placerDone := make(chan struct{})
+	go func() {
+		defer close(placerDone)
+		n.runPlacer(ctx)
+	}()
+	defer func() { <-placerDone }()
 
 	absent := map[string]time.Time{}
 	n.reconcile(ctx, absent)
@@ -231,17 +239,42 @@ func (n *Node) leaderSinceTime() time.Time {
 // *NoQuorumError or wrap ErrNotLeader; FSM rejections wrap the consensus
 // sentinels.
 func (n *Node) commitLocal(ctx context.Context, vc consensus.ViewChange) (*consensus.ApplyResult, error) {
+	vc.ProposedAtUnixNano = time.Now().UnixNano()
+	cmd, err := consensus.EncodeViewChange(vc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	res, err := n.applyGated(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	n.metrics.ViewChangeCommits.WithLabelValues(vc.Reason).Inc()
+	now := time.Now()
+	for _, c := range vc.Changes {
+		if c.Member.Status == consensus.StatusFailed {
+			n.metrics.ObserveFailedCommit(c.Member.ID, now)
+		} else if c.Member.Status == consensus.StatusJoining {
+			n.metrics.ClearFailureSignal(c.Member.ID)
+		}
+	}
+	n.logger.Info("view change committed", "epoch", res.Epoch, "index", res.Index, "reason", vc.Reason, "changes", describeChanges(vc.Changes))
+	return res, nil
+}
+
+// applyGated commits an encoded command on this node, which must be the
+// leader (G2 QuorumGated). If gossip shows too few voters alive it fails at
+// once; otherwise it waits at most QuorumTimeout for the commit. Failures are
+// *NoQuorumError or wrap ErrNotLeader.
+func (n *Node) applyGated(ctx context.Context, cmd []byte) (*consensus.ApplyResult, error) {
 	if n.raft == nil || !n.raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
 	reach, total := n.reachableVoters()
 	if !HasQuorum(reach, total) {
 		return nil, &NoQuorumError{Reachable: reach, Total: total}
-	}
-	vc.ProposedAtUnixNano = time.Now().UnixNano()
-	cmd, err := consensus.EncodeViewChange(vc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
 	defer cancel()
@@ -259,19 +292,6 @@ func (n *Node) commitLocal(ctx context.Context, vc consensus.ViewChange) (*conse
 		}
 		return nil, err
 	}
-	if res.Err != nil {
-		return res, res.Err
-	}
-	n.metrics.ViewChangeCommits.WithLabelValues(vc.Reason).Inc()
-	now := time.Now()
-	for _, c := range vc.Changes {
-		if c.Member.Status == consensus.StatusFailed {
-			n.metrics.ObserveFailedCommit(c.Member.ID, now)
-		} else if c.Member.Status == consensus.StatusJoining {
-			n.metrics.ClearFailureSignal(c.Member.ID)
-		}
-	}
-	n.logger.Info("view change committed", "epoch", res.Epoch, "index", res.Index, "reason", vc.Reason, "changes", describeChanges(vc.Changes))
 	return res, nil
 }
 
@@ -407,6 +427,9 @@ func (n *Node) MetricsRaft() (term, commit, applied uint64, ok bool) {
 	s := n.raft.Stats()
 	return s.Term, s.CommitIndex, s.AppliedIndex, true
 }
+
+// MetricsLeaseRemaining implements metrics.Source.
+func (n *Node) MetricsLeaseRemaining() time.Duration { return n.LeaseRemaining() }
 
 // MetricsGossipDropped implements metrics.Source.
 func (n *Node) MetricsGossipDropped() uint64 {

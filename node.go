@@ -48,6 +48,13 @@ type Node struct {
 	events      chan ViewEvent
 	reconcileCh chan struct{}
 
+	lease    *holderLease    // this node's membership lease
+	leases   *leaderLeases   // grants, while leader
+	verifier *leaderVerifier // coalesced VerifyLeader
+	actors   *localActors    // actors activated here
+	pcache   *placementCache // placements looked up or made here
+	placeCh  chan placeReq   // the leader's group-commit queue
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,7 +105,18 @@ func New(cfg Config, host Host) (*Node, error) {
 		reg:         reg,
 		events:      make(chan ViewEvent, 64),
 		reconcileCh: make(chan struct{}, 1),
+		lease:       newHolderLease(),
+		leases:      &leaderLeases{},
+		pcache:      newPlacementCache(100_000),
+		placeCh:     make(chan placeReq, 4*consensus.MaxBatchItems),
 	}
+	n.actors = newLocalActors(host, logger)
+	n.verifier = &leaderVerifier{fn: func(ctx context.Context) error {
+		if n.raft == nil {
+			return ErrNotServer
+		}
+		return n.raft.VerifyLeader(ctx)
+	}}
 	dialer := &netx.Dialer{SourceIP: cfg.BindAddr, Filter: cfg.Filter}
 	n.peerHTTP = &http.Client{Transport: &http.Transport{
 		DialContext:         dialer.DialContext,
@@ -201,6 +219,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	})
 	n.goLoop(n.pumpGossip)
 	n.goLoop(n.publishLoop)
+	n.goLoop(n.renewLoop)
+	n.goLoop(n.fenceLoop)
 	if n.cfg.Server {
 		n.goLoop(n.leadershipLoop)
 		if n.cfg.BootstrapExpect > 0 {
@@ -235,6 +255,10 @@ func (n *Node) tags() gossip.Tags {
 		Zone:     n.cfg.Zone,
 		Version:  n.cfg.Version,
 		Boot:     n.boot,
+		Labels:   formatLabels(n.cfg.Labels),
+	}
+	if n.cfg.Capacity > 0 {
+		t.Capacity = strconv.Itoa(n.cfg.Capacity)
 	}
 	if n.cfg.Server {
 		t.RaftAddr = n.raft.Addr()
@@ -335,6 +359,7 @@ func (n *Node) shutdown() error {
 		errs = append(errs, n.gossip.Close())
 	}
 	n.wg.Wait()
+	n.actors.deactivateAll(context.Background(), "node closing")
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown())
 	}

@@ -47,6 +47,7 @@ func (n *Node) publishLoop() {
 		v, ch := n.source()
 		if n.caughtUp() && v.Index > 0 && n.pub.offer(v) {
 			n.metrics.ObserveView(v)
+			n.pcache.invalidate(v)
 			select {
 			case n.events <- ViewEvent{View: v.Clone()}:
 			default:

@@ -86,9 +86,9 @@ func DefaultConfig() Config {
 // TestConfig returns fast timings for in-process tests on loopback.
 func TestConfig() Config {
 	c := DefaultConfig()
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 200 * time.Millisecond
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 300 * time.Millisecond
 	c.CommitTimeout = 10 * time.Millisecond
 	return c
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/kelpie/cluster/internal/netx"
 )
 
@@ -144,8 +142,14 @@ func TestLeaveReportsLeftThenReap(t *testing.T) {
 		waitFor(t, 5*time.Second, n.name+" EventLeave l3", func() bool {
 			return n.rec.has(EventLeave, "l3")
 		})
+		// serf allows Failed then Leave ("forced" leave) when memberlist's
+		// dead message overtakes serf's leave intent, so what must hold is
+		// that the last word about l3 is a leave.
+		if last, _ := n.rec.last("l3", EventReap); last.Type != EventLeave || last.Member.Status != StatusLeft {
+			t.Errorf("%s: last event about l3 is %s, want leave (left):\n%s", n.name, last, n.rec)
+		}
 		if n.rec.has(EventFailed, "l3") {
-			t.Errorf("%s got EventFailed for a node that left:\n%s", n.name, n.rec)
+			t.Logf("%s saw l3 failed before left (tolerated):\n%s", n.name, n.rec)
 		}
 	}
 	// Reaped after TombstoneTimeout: EventReap and gone from Members.
@@ -225,35 +229,34 @@ func TestPartitionIsolatesAndHeals(t *testing.T) {
 	faults.Isolate(c.ip, []string{a.ip, b.ip})
 
 	for _, n := range []*node{a, b} {
-		waitFor(t, 10*time.Second, n.name+" sees p3 failed", func() bool {
-			return statusOf(n.Gossip, "p3") == StatusFailed
+		// The status changes inside serf before the event has travelled
+		// through the pump: wait for both.
+		waitFor(t, 10*time.Second, n.name+" sees p3 failed (status and event)", func() bool {
+			return statusOf(n.Gossip, "p3") == StatusFailed && n.rec.has(EventFailed, "p3")
 		})
-		if !n.rec.has(EventFailed, "p3") {
-			t.Errorf("%s: no EventFailed for p3", n.name)
-		}
 		if statusOf(n.Gossip, "p1") != StatusAlive || statusOf(n.Gossip, "p2") != StatusAlive {
 			t.Errorf("%s: majority side lost a member: %+v", n.name, n.Members())
 		}
 	}
-	waitFor(t, 10*time.Second, "p3 sees p1 and p2 failed", func() bool {
-		return statusOf(c.Gossip, "p1") == StatusFailed && statusOf(c.Gossip, "p2") == StatusFailed
-	})
+	// p3's own view is not waited for: with nobody to confirm its
+	// suspicions, and Lifeguard slowing its probes as its health score
+	// drops, it needs 6× the minimum suspicion or more (measured 3.5-9 s
+	// under -race) to declare p1 and p2 failed.
 
 	faults.Heal()
-	// Observed: with serf's reconnect loop disabled the two sides never
-	// re-merge on their own (watched for 4×PushPullInterval, until the
-	// failed members were reaped): memberlist only push/pulls with members
-	// it believes alive, and gossip to dead members carries no state. The
-	// isolated node also needed ~3.6 s (6× the minimum suspicion) to declare
-	// the others failed, because nobody could confirm its suspicions, while
-	// the majority confirmed each other's within ~1 s. An explicit Join
-	// re-merges at once.
+	// Observed (once both sides had declared the other failed): with serf's
+	// reconnect loop disabled the sides never re-merged on their own
+	// (watched for 4×PushPullInterval, until the failed members were
+	// reaped): memberlist only push/pulls with members it believes alive,
+	// and gossip to dead members carries no state. An explicit Join
+	// re-merges at once, whatever p3 currently believes: the push/pull tells
+	// p3 it was declared dead, and p3 refutes that with a higher
+	// incarnation.
 	joinTo(t, c, a)
 	waitAllAlive(t, nodes)
 	for _, n := range []*node{a, b} {
-		waitFor(t, 2*time.Second, n.name+" EventJoin p3 after heal", func() bool {
-			e, ok := n.rec.find(EventJoin, "p3")
-			return ok && n.rec.has(EventFailed, "p3") && e.Member.Status == StatusAlive
+		waitFor(t, 2*time.Second, n.name+" EventJoin p3 after its EventFailed", func() bool {
+			return n.rec.sequence("p3", EventJoin, EventFailed, EventJoin)
 		})
 	}
 }
@@ -272,128 +275,9 @@ func TestPartitionHealsByReconnect(t *testing.T) {
 	// on its own; observed within a few hundred ms with TestConfig.
 	waitAllAlive(t, nodes)
 	for _, n := range []*node{a, b} {
-		if !n.rec.has(EventFailed, "r3") {
-			t.Errorf("%s: no EventFailed for r3", n.name)
-		}
-	}
-}
-
-// recordingFilter records the source of everything arriving at dst.
-type recordingFilter struct {
-	dst string
-	mu  sync.Mutex
-	src map[string]int
-}
-
-func (f *recordingFilter) Allow(src, dst string) bool {
-	if dst == f.dst {
-		f.mu.Lock()
-		f.src[src]++
-		f.mu.Unlock()
-	}
-	return true
-}
-
-func (f *recordingFilter) sources() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.src))
-	for k, v := range f.src {
-		out[k] = v
-	}
-	return out
-}
-
-func TestTrafficLeavesFromBindAddr(t *testing.T) {
-	ipA := nextIP()
-	rec := &recordingFilter{dst: ipA, src: map[string]int{}}
-	a := startNode(t, "b1", true, func(c *Config) { c.BindAddr = ipA; c.Filter = rec })
-	b := startNode(t, "b2", true)
-	joinTo(t, b, a) // b dials a over TCP, then both probe each other over UDP
-	waitAllAlive(t, []*node{a, b})
-
-	// Everything a received (packets and streams, with their real kernel
-	// source address) came from b's bind address.
-	waitFor(t, 2*time.Second, "traffic from b2", func() bool { return rec.sources()[b.ip] > 0 })
-	for src, n := range rec.sources() {
-		if src != b.ip {
-			t.Errorf("a received %d packets/streams from %s, want only %s", n, src, b.ip)
-		}
-	}
-
-	// A stream dialed through the transport is bound to BindAddr.
-	ln, err := net.Listen("tcp", net.JoinHostPort(nextIP(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Addr, 2)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c.RemoteAddr()
-			c.Close()
-		}
-	}()
-	a.mu.Lock()
-	tr := a.mu.transport
-	a.mu.Unlock()
-	dials := map[string]func() (net.Conn, error){
-		"DialAddressTimeout": func() (net.Conn, error) {
-			return tr.DialAddressTimeout(memberlist.Address{Addr: ln.Addr().String(), Name: "x"}, time.Second)
-		},
-		"DialTimeout": func() (net.Conn, error) { return tr.DialTimeout(ln.Addr().String(), time.Second) },
-	}
-	for name, dial := range dials {
-		c, err := dial()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if got := netx.HostIP(c.LocalAddr()); got != ipA {
-			t.Errorf("%s: local address %s, want %s", name, got, ipA)
-		}
-		select {
-		case ra := <-accepted:
-			if got := netx.HostIP(ra); got != ipA {
-				t.Errorf("%s: listener saw source %s, want %s", name, got, ipA)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatalf("%s: listener accepted nothing", name)
-		}
-		c.Close()
-	}
-}
-
-func TestTransportShutdownEndsBlackholedDial(t *testing.T) {
-	faults := netx.NewFaults()
-	n := startNode(t, "t1", true, func(c *Config) { c.Filter = faults })
-	target := nextIP()
-	faults.BlockOneWay(n.ip, target)
-	n.mu.Lock()
-	tr := n.mu.transport
-	n.mu.Unlock()
-	errCh := make(chan error, 1)
-	go func() {
-		_, err := tr.DialTimeout(net.JoinHostPort(target, "1"), time.Minute)
-		errCh <- err
-	}()
-	start := time.Now()
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-errCh:
-		if err == nil {
-			t.Fatal("dial through a cut link succeeded")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not end a black-holed dial")
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Close + dial end took %v", d)
+		waitFor(t, 2*time.Second, n.name+" EventJoin r3 after its EventFailed", func() bool {
+			return n.rec.sequence("r3", EventJoin, EventFailed, EventJoin)
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,6 +208,34 @@ func (r *recorder) find(typ EventType, name string) (Event, bool) {
 		}
 	}
 	return Event{}, false
+}
+
+// last returns the most recent recorded event about member name, skipping
+// events of the types in skip.
+func (r *recorder) last(name string, skip ...EventType) (Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		e := r.events[i]
+		if e.Member.Name == name && !slices.Contains(skip, e.Type) {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+// sequence reports whether the events about member name contain types in
+// this order (not necessarily adjacent).
+func (r *recorder) sequence(name string, types ...EventType) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := 0
+	for _, e := range r.events {
+		if i < len(types) && e.Member.Name == name && e.Type == types[i] {
+			i++
+		}
+	}
+	return i == len(types)
 }
 
 func (r *recorder) has(typ EventType, name string) bool {

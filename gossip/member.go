@@ -18,6 +18,8 @@ const (
 	TagVersion  = "ver"
 	TagBoot     = "boot"
 	TagExpect   = "expect"
+	TagCapacity = "cap"
+	TagLabels   = "labels"
 )
 
 // Roles a node can advertise in Tags.Role.
@@ -39,6 +41,8 @@ type Tags struct {
 	Version  string // build version
 	Boot     string // process incarnation: a random ID chosen when the node starts
 	Expect   string // bootstrap-expect of a server ("" or "0" when not bootstrapping)
+	Capacity string // most actors the node will host ("" = unlimited)
+	Labels   string // placement labels, "k=v,k2=v2"
 }
 
 // Map encodes t as serf tags. Empty fields are omitted, which keeps the
@@ -57,6 +61,8 @@ func (t Tags) Map() map[string]string {
 	put(TagVersion, t.Version)
 	put(TagBoot, t.Boot)
 	put(TagExpect, t.Expect)
+	put(TagCapacity, t.Capacity)
+	put(TagLabels, t.Labels)
 	return m
 }
 
@@ -71,6 +77,8 @@ func TagsFromMap(m map[string]string) Tags {
 		Version:  m[TagVersion],
 		Boot:     m[TagBoot],
 		Expect:   m[TagExpect],
+		Capacity: m[TagCapacity],
+		Labels:   m[TagLabels],
 	}
 }
 

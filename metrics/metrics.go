@@ -14,6 +14,7 @@ type Source interface {
 	MetricsIsLeader() bool
 	MetricsRaft() (term, commitIndex, appliedIndex uint64, ok bool)
 	MetricsGossipDropped() uint64
+	MetricsLeaseRemaining() time.Duration
 }
 
 // Metrics holds the node's collectors.
@@ -26,6 +27,14 @@ type Metrics struct {
 	LeaderChanges     prometheus.Counter
 	FailureDetection  prometheus.Histogram
 	ViewChangeCommits *prometheus.CounterVec
+
+	PlacementRequests *prometheus.CounterVec
+	PlaceLatency      prometheus.Histogram
+	PlaceCommit       prometheus.Histogram
+	PlaceBatch        prometheus.Histogram
+	StaleRejections   prometheus.Counter
+	Fenced            prometheus.Counter
+	LeaseRenewals     *prometheus.CounterVec
 
 	mu            sync.Mutex
 	failureSignal map[string]time.Time
@@ -61,10 +70,38 @@ func New(reg prometheus.Registerer, src Source) (*Metrics, error) {
 			Help:    "Time from the first gossip failure signal for a member to the commit of it as Failed (leader only).",
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60},
 		}),
+		PlacementRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kelpie_placement_requests_total", Help: "Place calls made through this node, by outcome (ok, no_quorum, no_capacity, not_leader, lease_pending, ...).",
+		}, []string{"outcome"}),
+		PlaceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kelpie_placement_request_seconds", Help: "Latency of Place calls made through this node (including forwarding).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		PlaceCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kelpie_placement_commit_seconds", Help: "Time for the leader to commit one group-commit batch of placements.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		PlaceBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kelpie_placement_batch_size", Help: "Placements per Raft entry (group commit batch size).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096},
+		}),
+		StaleRejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kelpie_stale_token_rejections_total", Help: "Work refused by this node because it carried an older fencing token.",
+		}),
+		Fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kelpie_self_fencing_events_total", Help: "Times this node's lease ran out and it deactivated all its actors.",
+		}),
+		LeaseRenewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kelpie_lease_renewals_total", Help: "Membership lease renewals attempted by this node, by result.",
+		}, []string{"result"}),
 		failureSignal: make(map[string]time.Time),
 	}
 	cs := []prometheus.Collector{m.Epoch, m.MembersByStatus, m.ViewChanges, m.EventsDropped, m.ReconcileRuns,
 		m.ViewChangeCommits, m.LeaderChanges, m.FailureDetection,
+		m.PlacementRequests, m.PlaceLatency, m.PlaceCommit, m.PlaceBatch, m.StaleRejections, m.Fenced, m.LeaseRenewals,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kelpie_lease_remaining_seconds", Help: "Time left on this node's membership lease (0 when expired or fenced).",
+		}, func() float64 { return src.MetricsLeaseRemaining().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kelpie_is_leader", Help: "1 if this node is the Raft leader, else 0.",
 		}, func() float64 { return b2f(src.MetricsIsLeader()) }),
@@ -142,5 +179,13 @@ func (m *Metrics) ObserveFailedCommit(member string, now time.Time) {
 	m.mu.Unlock()
 	if ok {
 		m.FailureDetection.Observe(now.Sub(at).Seconds())
+	}
+}
+
+// PlacementRequest records one Place call's outcome and latency.
+func (m *Metrics) PlacementRequest(outcome string, d time.Duration) {
+	m.PlacementRequests.WithLabelValues(outcome).Inc()
+	if outcome == "ok" {
+		m.PlaceLatency.Observe(d.Seconds())
 	}
 }

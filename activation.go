@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/kelpie/cluster/placement"
+)
+
+// Invoker is implemented by hosts that accept work for their actors through
+// the library (Node.Invoke and POST /v1/actors/{id}/invoke route requests to
+// the actor's owner, which calls Invoke). token is the fencing token of the
+// activation the request is for.
+type Invoker interface {
+	Invoke(ctx context.Context, actor string, token uint64, req []byte) ([]byte, error)
+}
+
+// localActors tracks which actors this node has activated, under which
+// token. Each actor has its own lock so that activations, invocations and
+// deactivations of one actor are serialised without blocking others.
+type localActors struct {
+	host   Host
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	slots map[string]*actorSlot
+}
+
+type actorSlot struct {
+	mu     sync.Mutex
+	active bool
+	token  uint64
+	// floor: tokens ≤ floor were deactivated on purpose (release or
+	// migration) and must never be activated again here.
+	floor uint64
+}
+
+func newLocalActors(host Host, logger *slog.Logger) *localActors {
+	return &localActors{host: host, logger: logger, slots: map[string]*actorSlot{}}
+}
+
+func (a *localActors) slot(actor string) *actorSlot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.slots[actor]
+	if !ok {
+		s = &actorSlot{}
+		a.slots[actor] = s
+	}
+	return s
+}
+
+// active returns the activated actors and their tokens, sorted by actor.
+func (a *localActors) active() []placement.Placement {
+	a.mu.Lock()
+	names := make([]string, 0, len(a.slots))
+	slots := make([]*actorSlot, 0, len(a.slots))
+	for name, s := range a.slots {
+		names = append(names, name)
+		slots = append(slots, s)
+	}
+	a.mu.Unlock()
+	var out []placement.Placement
+	for i, s := range slots {
+		s.mu.Lock()
+		if s.active {
+			out = append(out, placement.Placement{Actor: names[i], Token: s.token, State: placement.StateActive})
+		}
+		s.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Actor < out[j].Actor })
+	return out
+}
+
+// tokenOf returns the highest token this node has activated (or refused)
+// the actor with.
+func (a *localActors) tokenOf(actor string) uint64 {
+	s := a.slot(actor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.token, s.floor)
+}
+
+// run executes fn for the actor's activation under token, activating it
+// first if needed. allowed is checked under the actor's lock right before an
+// activation (the lease test), so a concurrent fence cannot be overtaken.
+func (a *localActors) run(ctx context.Context, actor string, token uint64, allowed func() error, fn func() error) error {
+	if a.host == nil {
+		return ErrNoHost
+	}
+	s := a.slot(actor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if token <= s.floor {
+		return &placement.StaleTokenError{Current: s.floor + 1, Presented: token}
+	}
+	if s.active && token < s.token {
+		return &placement.StaleTokenError{Current: s.token, Presented: token}
+	}
+	if err := allowed(); err != nil {
+		return err
+	}
+	if s.active && token > s.token {
+		// A newer placement of the same actor on this node: retire the old
+		// activation first (its state does not carry over).
+		if _, err := a.host.Deactivate(ctx, actor); err != nil {
+			return fmt.Errorf("deactivate %s (token %d) before token %d: %w", actor, s.token, token, err)
+		}
+		s.active = false
+	}
+	if !s.active {
+		if err := a.host.Activate(ctx, actor, token, nil); err != nil {
+			return fmt.Errorf("activate %s: %w", actor, err)
+		}
+		s.active, s.token = true, token
+		a.logger.Debug("actor activated", "actor", actor, "token", token)
+	}
+	return fn()
+}
+
+// deactivate stops actor if it runs under a token ≤ upTo, and never lets it
+// activate again with such a token. It returns the final state.
+func (a *localActors) deactivate(ctx context.Context, actor string, upTo uint64, why string) ([]byte, bool, error) {
+	if a.host == nil {
+		return nil, false, nil
+	}
+	s := a.slot(actor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if upTo > s.floor {
+		s.floor = upTo
+	}
+	if !s.active || s.token > upTo {
+		return nil, false, nil
+	}
+	state, err := a.host.Deactivate(ctx, actor)
+	if err != nil {
+		return nil, false, fmt.Errorf("deactivate %s: %w", actor, err)
+	}
+	s.active = false
+	a.logger.Info("actor deactivated", "actor", actor, "token", s.token, "why", why)
+	return state, true, nil
+}
+
+// deactivateAll stops every local actor (self-fencing). Activations stay
+// allowed for the same tokens once the lease is renewed. It returns how many
+// were running.
+func (a *localActors) deactivateAll(ctx context.Context, why string) int {
+	if a.host == nil {
+		return 0
+	}
+	a.mu.Lock()
+	slots := make(map[string]*actorSlot, len(a.slots))
+	for k, v := range a.slots {
+		slots[k] = v
+	}
+	a.mu.Unlock()
+	n := 0
+	for actor, s := range slots {
+		s.mu.Lock()
+		if s.active {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if _, err := a.host.Deactivate(dctx, actor); err != nil {
+				a.logger.Error("deactivate during fence failed; dropping the activation anyway", "actor", actor, "err", err)
+			}
+			cancel()
+			s.active = false
+			n++
+		}
+		s.mu.Unlock()
+	}
+	if n > 0 {
+		a.logger.Info("deactivated all actors", "count", n, "why", why)
+	}
+	return n
+}

@@ -1,0 +1,484 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/placement"
+)
+
+// PlaceOptions constrain where an actor may go.
+type PlaceOptions struct {
+	// Prefer names a node to use if it is eligible.
+	Prefer string `json:"prefer,omitempty"`
+	// Zone, if set, is required.
+	Zone string `json:"zone,omitempty"`
+	// Labels that the chosen node must carry.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// PlaceResult is the answer of Place (and PUT /v1/placements/{actor}).
+type PlaceResult struct {
+	Placement placement.Placement `json:"placement"`
+	// Existing: the actor was already placed; this is that placement.
+	Existing bool `json:"existing"`
+}
+
+// LookupResult is the answer of Lookup (and GET /v1/placements/{actor}).
+type LookupResult struct {
+	Placement placement.Placement `json:"placement"`
+	Found     bool                `json:"found"`
+	// Index is the Raft index the answer reflects.
+	Index uint64 `json:"index"`
+}
+
+// PlacementList is the answer of GET /v1/placements.
+type PlacementList struct {
+	Placements []placement.Placement `json:"placements"`
+	Index      uint64                `json:"index"`
+}
+
+// ErrLeasePendingError says when the previous owner's lease surely expires.
+type LeasePendingError struct {
+	Actor      string
+	Node       string
+	RetryAfter time.Duration
+}
+
+func (e *LeasePendingError) Error() string {
+	return fmt.Sprintf("%v: actor %q was on %q; retry in %s", ErrLeasePending, e.Actor, e.Node, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrLeasePending) true.
+func (e *LeasePendingError) Is(target error) bool { return target == ErrLeasePending }
+
+func validateActor(actor string) error {
+	if !ValidID(actor) {
+		return fmt.Errorf("%w: actor id %q: need 1-128 characters of [A-Za-z0-9._-]", ErrInvalidArgument, actor)
+	}
+	return nil
+}
+
+// Place returns the actor's placement, deciding one if it has none. Any node
+// may call it; it is forwarded to the leader, which batches concurrent
+// requests into one Raft entry. Placing an already-placed actor returns the
+// existing placement. Without a quorum it fails with ErrNoQuorum.
+func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (PlaceResult, error) {
+	if err := validateActor(actor); err != nil {
+		return PlaceResult{}, err
+	}
+	start := time.Now()
+	var res PlaceResult
+	var err error
+	if n.raft != nil && n.raft.IsLeader() {
+		res, err = n.placeLocal(ctx, actor, opts)
+	} else {
+		err = n.forward(ctx, func(ctx context.Context, c *Client) error {
+			r, err := c.Place(ctx, actor, opts)
+			res = r
+			return err
+		})
+	}
+	n.metrics.PlacementRequest(outcomeOf(err), time.Since(start))
+	if err == nil {
+		n.pcache.put(res.Placement)
+	}
+	return res, err
+}
+
+func outcomeOf(err error) string {
+	var nq *NoQuorumError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &nq):
+		return "no_quorum"
+	case errors.Is(err, ErrNotLeader):
+		return "not_leader"
+	case errors.Is(err, ErrNoCapacity):
+		return "no_capacity"
+	case errors.Is(err, ErrNoEligibleNode):
+		return "no_eligible_node"
+	case errors.Is(err, ErrLeasePending):
+		return "lease_pending"
+	case errors.Is(err, ErrInvalidArgument):
+		return "invalid"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "timeout"
+	}
+	return "error"
+}
+
+// placeReq is one Place waiting in the leader's group-commit queue.
+type placeReq struct {
+	actor string
+	opts  PlaceOptions
+	reply chan placeReply
+}
+
+type placeReply struct {
+	res PlaceResult
+	err error
+}
+
+// placeLocal hands a request to the leader's placer and waits.
+func (n *Node) placeLocal(ctx context.Context, actor string, opts PlaceOptions) (PlaceResult, error) {
+	if p, ok, _ := n.fsm.Placement(actor); ok {
+		return PlaceResult{Placement: p, Existing: true}, nil
+	}
+	r := placeReq{actor: actor, opts: opts, reply: make(chan placeReply, 1)}
+	select {
+	case n.placeCh <- r:
+	case <-ctx.Done():
+		return PlaceResult{}, ctx.Err()
+	}
+	select {
+	case rep := <-r.reply:
+		return rep.res, rep.err
+	case <-ctx.Done():
+		return PlaceResult{}, ctx.Err()
+	}
+}
+
+// runPlacer is the leader's group-commit loop: it takes every request that
+// queued while the previous entry was committing, decides them together and
+// commits them as one Raft entry.
+func (n *Node) runPlacer(ctx context.Context) {
+	for {
+		var batch []placeReq
+		select {
+		case <-ctx.Done():
+			n.failQueued(ErrNotLeader)
+			return
+		case r := <-n.placeCh:
+			batch = append(batch, r)
+		}
+	drain:
+		for len(batch) < consensus.MaxBatchItems {
+			select {
+			case r := <-n.placeCh:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		n.placeBatch(ctx, batch)
+	}
+}
+
+// failQueued answers everything still queued (leadership ended).
+func (n *Node) failQueued(err error) {
+	for {
+		select {
+		case r := <-n.placeCh:
+			r.reply <- placeReply{err: err}
+		default:
+			return
+		}
+	}
+}
+
+// placeBatch decides and commits one batch.
+func (n *Node) placeBatch(ctx context.Context, batch []placeReq) {
+	v := n.fsm.View()
+	nodes := n.placementNodes(v)
+	ids := make([]string, len(nodes))
+	for i, nd := range nodes {
+		ids[i] = nd.ID
+	}
+	loads := n.fsm.PlacementLoads(ids)
+	now := time.Now()
+
+	var items []consensus.PlaceItem
+	itemOf := map[string]int{}        // actor → index in items
+	waiting := map[int][]placeReq{}   // item index → requests answered by it
+	for _, r := range batch {
+		if i, ok := itemOf[r.actor]; ok {
+			waiting[i] = append(waiting[i], r)
+			continue
+		}
+		if p, ok, _ := n.fsm.Placement(r.actor); ok {
+			r.reply <- placeReply{res: PlaceResult{Placement: p, Existing: true}}
+			continue
+		}
+		if o, ok := n.fsm.Orphan(r.actor); ok {
+			lastGrant, elected := n.leases.get(o.Node)
+			if !n.cfg.Lease.SurelyExpired(lastGrant, elected, now) {
+				wait := n.cfg.Lease.SurelyExpiredAt(lastGrant, elected).Sub(now)
+				r.reply <- placeReply{err: &LeasePendingError{Actor: r.actor, Node: o.Node, RetryAfter: wait}}
+				continue
+			}
+		}
+		node, err := placement.Choose(placement.Request{Actor: r.actor, Prefer: r.opts.Prefer, Zone: r.opts.Zone, Labels: r.opts.Labels},
+			nodes, func(id string) int { return loads[id] })
+		if err != nil {
+			r.reply <- placeReply{err: err}
+			continue
+		}
+		loads[node]++
+		itemOf[r.actor] = len(items)
+		waiting[len(items)] = []placeReq{r}
+		items = append(items, consensus.PlaceItem{Actor: r.actor, Node: node})
+	}
+	if len(items) == 0 {
+		return
+	}
+	n.metrics.PlaceBatch.Observe(float64(len(items)))
+	res, err := n.commitPlace(ctx, items)
+	for i := range items {
+		for _, r := range waiting[i] {
+			switch {
+			case err != nil:
+				r.reply <- placeReply{err: err}
+			case res.Place[i].Err != nil:
+				r.reply <- placeReply{err: res.Place[i].Err}
+			default:
+				r.reply <- placeReply{res: PlaceResult{Placement: res.Place[i].Placement, Existing: res.Place[i].Existing}}
+			}
+		}
+	}
+}
+
+// placementNodes lists the members eligible to host actors: Active in the
+// view, alive in gossip, holding a lease this leader granted recently (or
+// this leader is too new to have granted any), with capacity and labels
+// from gossip tags. Sorted by ID.
+func (n *Node) placementNodes(v consensus.View) []placement.NodeInfo {
+	now := time.Now()
+	var out []placement.NodeInfo
+	for _, m := range v.Members {
+		if m.Status != consensus.StatusActive {
+			continue
+		}
+		g, ok := n.gossip.Member(m.ID)
+		if !ok || g.Tags.Boot != m.Boot || g.Status.String() != "alive" {
+			continue
+		}
+		lastGrant, elected := n.leases.get(m.ID)
+		fresh := now.Sub(lastGrant) < n.cfg.Lease.Duration || now.Sub(elected) < n.cfg.Lease.Duration
+		info := placement.NodeInfo{ID: m.ID, Zone: m.Zone, Active: fresh, Labels: parseLabels(g.Tags.Labels)}
+		if g.Tags.Capacity != "" {
+			info.Capacity, _ = strconv.Atoi(g.Tags.Capacity)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// formatLabels / parseLabels encode labels in one gossip tag: "k=v,k2=v2".
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseLabels(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// commitPlace commits a place batch (quorum-gated like every commit).
+func (n *Node) commitPlace(ctx context.Context, items []consensus.PlaceItem) (*consensus.ApplyResult, error) {
+	cmd, err := consensus.EncodePlace(consensus.PlaceBatch{Items: items, ProposedAtUnixNano: time.Now().UnixNano()})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	start := time.Now()
+	res, err := n.applyGated(ctx, cmd)
+	if err == nil {
+		n.metrics.PlaceCommit.Observe(time.Since(start).Seconds())
+	}
+	return res, err
+}
+
+// Lookup returns the actor's placement as this node knows it: a local read
+// of a server's replica (tagged with the index it reflects) or, on a client,
+// its cache or a server's answer.
+func (n *Node) Lookup(ctx context.Context, actor string) (LookupResult, error) {
+	if err := validateActor(actor); err != nil {
+		return LookupResult{}, err
+	}
+	if n.fsm != nil {
+		p, ok, idx := n.fsm.Placement(actor)
+		return LookupResult{Placement: p, Found: ok, Index: idx}, nil
+	}
+	if p, idx, ok := n.pcache.get(actor); ok {
+		return LookupResult{Placement: p, Found: true, Index: idx}, nil
+	}
+	var res LookupResult
+	err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+		r, err := c.Lookup(ctx, actor, false, 0)
+		res = r
+		return err
+	})
+	if err == nil && res.Found {
+		n.pcache.putAt(res.Placement, res.Index)
+	}
+	return res, err
+}
+
+// LookupConsistent answers from the leader after verifying its leadership
+// with a quorum, so the answer reflects every placement acknowledged before
+// the call.
+func (n *Node) LookupConsistent(ctx context.Context, actor string) (LookupResult, error) {
+	if err := validateActor(actor); err != nil {
+		return LookupResult{}, err
+	}
+	if n.raft != nil && n.raft.IsLeader() {
+		vctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+		defer cancel()
+		if err := n.verifier.verify(vctx); err != nil {
+			reach, total := n.reachableVoters()
+			return LookupResult{}, &NoQuorumError{Reachable: reach, Total: total, Cause: err}
+		}
+		p, ok, idx := n.fsm.Placement(actor)
+		return LookupResult{Placement: p, Found: ok, Index: idx}, nil
+	}
+	var res LookupResult
+	err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+		r, err := c.Lookup(ctx, actor, true, 0)
+		res = r
+		return err
+	})
+	return res, err
+}
+
+// waitPlacement returns a server's local placement of actor once its FSM has
+// applied at least minIndex (bounded by ctx).
+func (n *Node) waitPlacement(ctx context.Context, actor string, minIndex uint64) (LookupResult, error) {
+	for {
+		ch := n.fsm.WatchPlacements()
+		p, ok, idx := n.fsm.Placement(actor)
+		if idx >= minIndex {
+			return LookupResult{Placement: p, Found: ok, Index: idx}, nil
+		}
+		t := time.NewTimer(50 * time.Millisecond) // applied index also moves without placement changes
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return LookupResult{}, fmt.Errorf("%w: replica at index %d, need %d", ErrNotReady, idx, minIndex)
+		}
+		t.Stop()
+	}
+}
+
+// PlacementsOn lists the placements on node (servers read locally; clients
+// ask a server).
+func (n *Node) PlacementsOn(ctx context.Context, node string) (PlacementList, error) {
+	if n.fsm != nil {
+		var ps []placement.Placement
+		var idx uint64
+		if node == "" {
+			ps, idx = n.fsm.Placements()
+		} else {
+			ps, idx = n.fsm.PlacementsByNode(node)
+		}
+		return PlacementList{Placements: ps, Index: idx}, nil
+	}
+	var out PlacementList
+	err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+		l, err := c.Placements(ctx, node)
+		out = l
+		return err
+	})
+	return out, err
+}
+
+// Release removes the actor's placement. The owner deactivates the actor
+// first (source first: the actor is never live anywhere once released); an
+// owner that cannot be reached makes Release fail rather than risk two live
+// copies.
+func (n *Node) Release(ctx context.Context, actor string) error {
+	if err := validateActor(actor); err != nil {
+		return err
+	}
+	if n.raft != nil && n.raft.IsLeader() {
+		return n.releaseLocal(ctx, actor)
+	}
+	err := n.forward(ctx, func(ctx context.Context, c *Client) error { return c.Release(ctx, actor) })
+	if err == nil {
+		n.pcache.drop(actor)
+	}
+	return err
+}
+
+func (n *Node) releaseLocal(ctx context.Context, actor string) error {
+	p, ok, _ := n.fsm.Placement(actor)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotPlaced, actor)
+	}
+	if err := n.deactivateOn(ctx, p); err != nil {
+		return err
+	}
+	cmd, err := consensus.EncodeRelease(consensus.ReleaseBatch{Items: []consensus.ReleaseItem{{Actor: actor, Token: p.Token}},
+		Reason: "release", ProposedAtUnixNano: time.Now().UnixNano()})
+	if err != nil {
+		return err
+	}
+	res, err := n.applyGated(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if e := res.Place[0].Err; e != nil {
+		return fmt.Errorf("%w: %v", ErrNotPlaced, e)
+	}
+	return nil
+}
+
+// deactivateOn makes p's owner deactivate the actor (up to p.Token).
+func (n *Node) deactivateOn(ctx context.Context, p placement.Placement) error {
+	if p.Node == n.cfg.NodeID {
+		_, _, err := n.actors.deactivate(ctx, p.Actor, p.Token, "released")
+		return err
+	}
+	g, ok := n.gossip.Member(p.Node)
+	if !ok || g.Tags.HTTPAddr == "" {
+		return fmt.Errorf("owner %q of %q unreachable: not in gossip", p.Node, p.Actor)
+	}
+	c, err := NewClient(g.Tags.HTTPAddr, n.peerHTTP)
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+	defer cancel()
+	if _, err := c.deactivate(dctx, deactivateRequest{Actor: p.Actor, Token: p.Token}); err != nil {
+		return fmt.Errorf("owner %q of %q did not deactivate it: %w", p.Node, p.Actor, err)
+	}
+	return nil
+}
+
+// deactivateRequest is the body of POST /v1/internal/deactivate.
+type deactivateRequest struct {
+	Actor string `json:"actor"`
+	Token uint64 `json:"token"`
+}
+
+// deactivateResponse carries the final state back.
+type deactivateResponse struct {
+	State  []byte `json:"state"`
+	Active bool   `json:"was_active"`
+}
