@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,10 +137,20 @@ func TestConfig() Config {
 	return c
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-// ValidID reports whether s is a legal node (or actor) ID.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a legal node (or actor) ID: 1–128 characters
+// of [A-Za-z0-9._-].
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks the configuration without changing it.
 func (c Config) Validate() error {
