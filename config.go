@@ -124,7 +124,7 @@ func TestConfig() Config {
 	c.ReconcileInterval = 500 * time.Millisecond
 	c.ReconcileBatchDelay = 20 * time.Millisecond
 	c.MissingMemberGrace = 3 * time.Second
-	c.QuorumTimeout = 2 * time.Second
+	c.QuorumTimeout = 3 * time.Second
 	c.FollowWait = 2 * time.Second
 	c.InvokeTimeout = 2 * time.Second
 	c.Lease = placement.LeaseConfig{Duration: time.Second, Margin: 250 * time.Millisecond}

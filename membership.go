@@ -80,7 +80,9 @@ func (n *Node) Leave(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := n.gossip.Leave(lctx); err != nil {
-		return fmt.Errorf("leave: gossip: %w", err)
+		// The committed Left is what matters; gossip peers that missed the
+		// broadcast see the node fail instead, and the view already says Left.
+		n.logger.Warn("gossip leave broadcast incomplete", "err", err)
 	}
 	n.logger.Info("left the cluster")
 	return nil

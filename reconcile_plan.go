@@ -36,6 +36,8 @@ type reconcileInput struct {
 //   - alive, Failed → Left, Joining (a recovered node rejoins as new incarnation)
 //   - alive, Active with another boot ID (restarted before anyone noticed)
 //     → Failed, Left, Joining
+//   - alive, Leaving or Joining with another boot ID (restarted meanwhile)
+//     → Left, Joining (from Joining: Failed, Left, Joining)
 //   - alive, Joining, and (a client, or a server in the Raft configuration) → Active
 //   - alive, same status, changed addresses/zone/version → metadata update
 //   - failed → Failed (from Joining/Active); Leaving → Left
@@ -92,8 +94,15 @@ func planReconcile(in reconcileInput) []consensus.Change {
 				} else if meta != rec {
 					add(meta, consensus.StatusActive)
 				}
+			case consensus.StatusLeaving:
+				if rec.Boot != "" && rec.Boot != want.Boot {
+					// A new process: the old one stopped while leaving.
+					add(meta, consensus.StatusLeft, consensus.StatusJoining)
+				}
 			case consensus.StatusJoining:
-				if meta.Role == consensus.RoleClient || in.InRaft[g.Name] {
+				if rec.Boot != "" && rec.Boot != want.Boot {
+					add(meta, consensus.StatusFailed, consensus.StatusLeft, consensus.StatusJoining)
+				} else if meta.Role == consensus.RoleClient || in.InRaft[g.Name] {
 					add(meta, consensus.StatusActive)
 				} else if meta != rec {
 					add(meta, consensus.StatusJoining)

@@ -52,6 +52,12 @@ func (t CommandType) String() string {
 		return "place"
 	case CmdRelease:
 		return "release"
+	case CmdMigrationStart:
+		return "migration-start"
+	case CmdMigrationCommit:
+		return "migration-commit"
+	case CmdMigrationAbort:
+		return "migration-abort"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -139,6 +145,10 @@ func newPayload(t CommandType) (payload, bool) {
 		return new(PlaceBatch), true
 	case CmdRelease:
 		return new(ReleaseBatch), true
+	case CmdMigrationStart:
+		return new(MigrationStart), true
+	case CmdMigrationCommit, CmdMigrationAbort:
+		return new(MigrationEnd), true
 	}
 	return nil, false
 }

@@ -50,6 +50,8 @@ type ApplyResult struct {
 	// Place holds one outcome per item of a CmdPlace or CmdRelease entry
 	// (nil for other commands or when Err is set).
 	Place []PlaceOutcome
+	// Migration is the record a migration command produced (nil otherwise).
+	Migration *Migration
 }
 
 // FSM is the deterministic Raft state machine holding the committed
@@ -79,6 +81,8 @@ type FSM struct {
 		tab *placement.Table
 		// pchanged is closed and replaced when placements change.
 		pchanged chan struct{}
+		// migs holds running and recently finished migrations.
+		migs *migState
 	}
 }
 
@@ -90,6 +94,7 @@ func NewFSM() *FSM {
 	f.mu.changed = make(chan struct{})
 	f.mu.pchanged = make(chan struct{})
 	f.mu.tab = placement.NewTable()
+	f.mu.migs = newMigState()
 	return f
 }
 
@@ -156,7 +161,9 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		}
 		res.Epoch = v.Epoch
 		f.mu.Lock()
-		if releaseGone(f.mu.tab, cur, v, l.Index) {
+		released := releaseGone(f.mu.tab, cur, v, l.Index)
+		aborted := abortGone(f.mu.tab, f.mu.migs, l.Index, p.(ViewChange).ProposedAtUnixNano)
+		if released || aborted {
 			f.placementsChangedLocked()
 		}
 		f.mu.Unlock()
@@ -171,6 +178,26 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		f.mu.Lock()
 		res.Place = applyRelease(f.mu.tab, p.(ReleaseBatch))
 		f.placementsChangedLocked()
+		f.mu.Unlock()
+		f.publish(l.Index, nil)
+	case CmdMigrationStart, CmdMigrationCommit, CmdMigrationAbort:
+		f.mu.Lock()
+		var m Migration
+		var err error
+		switch t {
+		case CmdMigrationStart:
+			m, err = applyMigrationStart(f.mu.tab, f.mu.migs, cur, p.(MigrationStart), l.Index)
+		case CmdMigrationCommit:
+			m, err = applyMigrationCommit(f.mu.tab, f.mu.migs, cur, p.(MigrationEnd), l.Index)
+		default:
+			m, err = applyMigrationAbort(f.mu.tab, f.mu.migs, cur, p.(MigrationEnd), l.Index)
+		}
+		if err != nil {
+			res.Err = err
+		} else {
+			res.Migration = &m
+			f.placementsChangedLocked()
+		}
 		f.mu.Unlock()
 		f.publish(l.Index, nil)
 	default:
@@ -233,6 +260,25 @@ func (f *FSM) PlacementLoads(nodes []string) map[string]int {
 		out[n] = f.mu.tab.Count(n)
 	}
 	return out
+}
+
+// Migrations returns the running migrations (sorted by actor) and the
+// finished ones still remembered (oldest first).
+func (f *FSM) Migrations() (running, finished []Migration) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, a := range sortedKeys(f.mu.migs.running) {
+		running = append(running, f.mu.migs.running[a])
+	}
+	return running, append([]Migration(nil), f.mu.migs.history...)
+}
+
+// RunningMigration returns actor's running migration, if any.
+func (f *FSM) RunningMigration(actor string) (Migration, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.mu.migs.running[actor]
+	return m, ok
 }
 
 // WatchPlacements returns a channel closed when placements next change.

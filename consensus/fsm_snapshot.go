@@ -31,6 +31,9 @@ type snapshotDoc struct {
 	Members []Member `json:"members"` // sorted by ID, unique
 	// Table is the placement table (placements and orphans).
 	Table *placement.Table `json:"table"`
+	// Migrations running (sorted by actor) and finished (oldest first).
+	Migrations        []Migration `json:"migrations"`
+	MigrationsHistory []Migration `json:"migrations_history"`
 }
 
 // fsmSnapshot is a point-in-time copy of the FSM state. Members is shared
@@ -52,12 +55,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		members = []Member{} // encode as [], not null
 	}
 	return &fsmSnapshot{doc: snapshotDoc{
-		Version: SnapshotVersion,
-		Epoch:   v.Epoch,
-		Index:   v.Index,
-		Applied: f.mu.applied,
-		Members: members,
-		Table:   f.mu.tab.Clone(), // O(placements); the table is modified in place
+		Version:           SnapshotVersion,
+		Epoch:             v.Epoch,
+		Index:             v.Index,
+		Applied:           f.mu.applied,
+		Members:           members,
+		Table:             f.mu.tab.Clone(), // O(placements); the table is modified in place
+		Migrations:        runningList(f.mu.migs),
+		MigrationsHistory: append([]Migration{}, f.mu.migs.history...),
 	}}, nil
 }
 
@@ -102,6 +107,11 @@ func (f *FSM) Restore(r io.ReadCloser) error {
 	f.mu.view = v
 	f.mu.applied = doc.Applied
 	f.mu.tab = doc.Table
+	f.mu.migs = newMigState()
+	for _, m := range doc.Migrations {
+		f.mu.migs.running[m.Actor] = m
+	}
+	f.mu.migs.history = doc.MigrationsHistory
 	close(f.mu.changed)
 	f.mu.changed = make(chan struct{})
 	f.placementsChangedLocked()
@@ -166,5 +176,24 @@ func (d *snapshotDoc) validate() error {
 			return fmt.Errorf("placement of %q has token %d beyond applied index %d", p.Actor, p.Token, d.Applied)
 		}
 	}
+	seen := map[string]bool{}
+	for _, m := range d.Migrations {
+		p, ok := d.Table.Get(m.Actor)
+		if seen[m.Actor] || !ok || p.State != placement.StateMigrating || p.Node != m.From || m.State != MigrationRunning {
+			return fmt.Errorf("migration of %q does not match a migrating placement", m.Actor)
+		}
+		seen[m.Actor] = true
+	}
+	if len(d.MigrationsHistory) > migrationHistory {
+		return fmt.Errorf("%d finished migrations, limit %d", len(d.MigrationsHistory), migrationHistory)
+	}
 	return nil
+}
+
+func runningList(s *migState) []Migration {
+	out := []Migration{}
+	for _, a := range sortedKeys(s.running) {
+		out = append(out, s.running[a])
+	}
+	return out
 }

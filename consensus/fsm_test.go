@@ -657,7 +657,7 @@ func seedState(t testing.TB, f *FSM) {
 func TestSnapshotEmptyFormat(t *testing.T) {
 	f := NewFSM()
 	got := snapshotBytes(t, f)
-	const want = `{"version":1,"epoch":0,"index":0,"applied":0,"members":[],"table":{"placements":[],"orphans":[]}}`
+	const want = `{"version":1,"epoch":0,"index":0,"applied":0,"members":[],"table":{"placements":[],"orphans":[]},"migrations":[],"migrations_history":[]}`
 	if string(got) != want {
 		t.Fatalf("empty snapshot = %s, want %s", got, want)
 	}

@@ -148,6 +148,10 @@ func applyRelease(tab *placement.Table, b ReleaseBatch) []PlaceOutcome {
 			out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q token %d", ErrNotPlaced, it.Actor, it.Token)}
 			continue
 		}
+		if p.State == placement.StateMigrating {
+			out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q", ErrMigrating, it.Actor)}
+			continue
+		}
 		tab.Delete(it.Actor)
 		out[i] = PlaceOutcome{Placement: p}
 	}

@@ -86,9 +86,10 @@ func DefaultConfig() Config {
 // TestConfig returns fast timings for in-process tests on loopback.
 func TestConfig() Config {
 	c := DefaultConfig()
-	c.HeartbeatTimeout = 500 * time.Millisecond
-	c.ElectionTimeout = 500 * time.Millisecond
-	c.LeaderLeaseTimeout = 300 * time.Millisecond
+	// Generous enough that -race on 2 busy cores does not cause elections.
+	c.HeartbeatTimeout = 700 * time.Millisecond
+	c.ElectionTimeout = 700 * time.Millisecond
+	c.LeaderLeaseTimeout = 400 * time.Millisecond
 	c.CommitTimeout = 10 * time.Millisecond
 	return c
 }
@@ -332,9 +333,11 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// A transfer in progress rejects the entry before it is appended:
+		// nothing was applied, and the next leader will take it.
 		return fmt.Errorf("%w: %v", ErrNotLeader, err)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %v", ErrShutdown, err)

@@ -119,7 +119,7 @@ type Config struct {
 	Filter netx.Filter
 
 	// Logger receives serf and memberlist logs (their "[LEVEL]" prefixes
-	// become slog levels) and our own, with key "node". nil means
+	// become slog levels) and our own. The caller adds identifying keys such as "node". nil means
 	// slog.Default().
 	Logger *slog.Logger
 

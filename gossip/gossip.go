@@ -70,7 +70,7 @@ func New(cfg Config) (*Gossip, error) {
 	g := &Gossip{
 		cfg:    cfg,
 		bindIP: net.ParseIP(cfg.BindAddr).String(),
-		log:    cfg.Logger.With("node", cfg.NodeName),
+		log:    cfg.Logger, // the caller's logger already carries the node key
 		events: make(chan Event, cfg.EventBuffer),
 		done:   make(chan struct{}),
 		stop:   make(chan struct{}),

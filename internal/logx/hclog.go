@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -41,6 +42,13 @@ func toSlog(level hclog.Level) slog.Level {
 }
 
 func (a *hcAdapter) Log(level hclog.Level, msg string, args ...any) {
+	for i, v := range args {
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
 	a.l.Log(context.Background(), toSlog(level), msg, args...)
 }
 func (a *hcAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
