@@ -37,6 +37,11 @@ type actorSlot struct {
 	// floor: tokens ≤ floor were deactivated on purpose (release or
 	// migration) and must never be activated again here.
 	floor uint64
+	// held is state kept for the activation a migration produces: parked
+	// on the source (used if the migration aborts) or staged on the target
+	// (used once it commits). holdFor is that migration's ID.
+	held    []byte
+	holdFor uint64
 }
 
 func newLocalActors(host Host, logger *slog.Logger) *localActors {
@@ -85,13 +90,17 @@ func (a *localActors) tokenOf(actor string) uint64 {
 	return max(s.token, s.floor)
 }
 
-// run executes fn for the actor's activation under token, activating it
-// first if needed. allowed is checked under the actor's lock right before an
-// activation (the lease test), so a concurrent fence cannot be overtaken.
-func (a *localActors) run(ctx context.Context, actor string, token uint64, allowed func() error, fn func() error) error {
+// run executes fn for the actor's activation under placement p, activating
+// it first if needed. allowed is checked under the actor's lock right before
+// an activation (the lease test), so a concurrent fence cannot be overtaken.
+// A placement produced by a migration activates with the state that
+// migration left here; a newer placement of an actor already live here keeps
+// the live instance.
+func (a *localActors) run(ctx context.Context, p placement.Placement, allowed func() error, fn func() error) error {
 	if a.host == nil {
 		return ErrNoHost
 	}
+	actor, token := p.Actor, p.Token
 	s := a.slot(actor)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,21 +114,75 @@ func (a *localActors) run(ctx context.Context, actor string, token uint64, allow
 		return err
 	}
 	if s.active && token > s.token {
-		// A newer placement of the same actor on this node: retire the old
-		// activation first (its state does not carry over).
-		if _, err := a.host.Deactivate(ctx, actor); err != nil {
-			return fmt.Errorf("deactivate %s (token %d) before token %d: %w", actor, s.token, token, err)
-		}
-		s.active = false
+		// A newer placement of an actor that is live here (a migration
+		// aborted before the source let go of it). Every path that moves an
+		// actor away deactivates it here first, so this instance is still
+		// the actor: keep it and take the new token.
+		a.logger.Info("actor keeps running under a newer token", "actor", actor, "old_token", s.token, "token", token)
+		s.token = token
+		s.held, s.holdFor = nil, 0
 	}
 	if !s.active {
-		if err := a.host.Activate(ctx, actor, token, nil); err != nil {
+		var state []byte
+		if p.Migration != 0 && s.holdFor == p.Migration {
+			state = s.held
+		}
+		if err := a.host.Activate(ctx, actor, token, state); err != nil {
 			return fmt.Errorf("activate %s: %w", actor, err)
 		}
 		s.active, s.token = true, token
-		a.logger.Debug("actor activated", "actor", actor, "token", token)
+		s.held, s.holdFor = nil, 0
+		a.logger.Debug("actor activated", "actor", actor, "token", token, "state_bytes", len(state))
 	}
 	return fn()
+}
+
+// handoff is the source's half of a migration: deactivate the actor running
+// under oldToken (refusing that token from now on), park its final state
+// for migration id (in case it aborts) and return the state to send. It is
+// idempotent for the same migration.
+func (a *localActors) handoff(ctx context.Context, actor string, oldToken, id uint64) ([]byte, error) {
+	if a.host == nil {
+		return nil, ErrNoHost
+	}
+	s := a.slot(actor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holdFor == id && !s.active {
+		return s.held, nil // a retried handoff
+	}
+	if s.active && s.token != oldToken {
+		return nil, &placement.StaleTokenError{Current: s.token, Presented: oldToken}
+	}
+	var state []byte
+	if s.active {
+		st, err := a.host.Deactivate(ctx, actor)
+		if err != nil {
+			return nil, fmt.Errorf("deactivate %s for migration %d: %w", actor, id, err)
+		}
+		s.active, state = false, st
+		a.logger.Info("actor deactivated for migration", "actor", actor, "token", oldToken, "migration", id)
+	} else if s.holdFor != 0 {
+		state = s.held // parked by an earlier aborted migration, never reactivated
+	}
+	s.floor = max(s.floor, oldToken)
+	s.held, s.holdFor = state, id
+	return state, nil
+}
+
+// stage is the target's half: keep the verified state for migration id.
+func (a *localActors) stage(actor string, id uint64, state []byte) error {
+	if a.host == nil {
+		return ErrNoHost
+	}
+	s := a.slot(actor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active {
+		return fmt.Errorf("%s is active here (token %d); cannot stage migration %d", actor, s.token, id)
+	}
+	s.held, s.holdFor = state, id
+	return nil
 }
 
 // deactivate stops actor if it runs under a token ≤ upTo, and never lets it

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/migration"
 )
 
 // Client talks to one node's HTTP API. It is what kelpiectl and nodes
@@ -85,6 +86,8 @@ func (e *APIError) Unwrap() error {
 		return ErrStaleToken
 	case "not_owner":
 		return ErrNotOwner
+	case "migrating":
+		return ErrMigrating
 	case "not_placed":
 		return ErrNotPlaced
 	case "fenced":
@@ -292,4 +295,68 @@ func (c *Client) deactivate(ctx context.Context, req deactivateRequest) (deactiv
 	var r deactivateResponse
 	_, err := c.do(ctx, http.MethodPost, "/v1/internal/deactivate", req, &r)
 	return r, err
+}
+
+// Migrate asks for actor to move to node to (POST /v1/migrations).
+func (c *Client) Migrate(ctx context.Context, actor, to string) (MigrationOutcome, error) {
+	var o MigrationOutcome
+	_, err := c.do(ctx, http.MethodPost, "/v1/migrations", migrateRequest{Actor: actor, To: to}, &o)
+	return o, err
+}
+
+// Migrations lists migrations, optionally by state (GET /v1/migrations).
+func (c *Client) Migrations(ctx context.Context, state string) ([]MigrationInfo, error) {
+	path := "/v1/migrations"
+	if state != "" {
+		path += "?state=" + url.QueryEscape(state)
+	}
+	var r struct {
+		Migrations []MigrationInfo `json:"migrations"`
+	}
+	_, err := c.do(ctx, http.MethodGet, path, nil, &r)
+	return r.Migrations, err
+}
+
+// Drain migrates every actor off node (POST /v1/nodes/{id}/drain).
+func (c *Client) Drain(ctx context.Context, node string) (DrainResult, error) {
+	var r DrainResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/drain", nil, &r)
+	return r, err
+}
+
+func (c *Client) handoff(ctx context.Context, req handoffRequest) (migration.Receipt, error) {
+	var rc migration.Receipt
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/migrate/handoff", req, &rc)
+	return rc, err
+}
+
+func (c *Client) activate(ctx context.Context, req activateRequest) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/internal/migrate/activate", req, nil)
+	return err
+}
+
+// stage streams a transfer frame to the target.
+func (c *Client) stage(ctx context.Context, frame io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/internal/migrate/stage", frame)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if c.token != "" {
+		req.Header.Set("X-Kelpie-Token", c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		ae := &APIError{StatusCode: resp.StatusCode}
+		if json.Unmarshal(b, &ae.Body) != nil || ae.Body.Error == "" {
+			ae.Body.Error = fmt.Sprintf("http %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		return ae
+	}
+	return nil
 }

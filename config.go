@@ -12,6 +12,7 @@ import (
 	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
 	"github.com/kelpie/cluster/internal/netx"
+	"github.com/kelpie/cluster/migration"
 	"github.com/kelpie/cluster/placement"
 )
 
@@ -80,6 +81,18 @@ type Config struct {
 	// Labels are advertised through gossip; placements may require them.
 	Labels map[string]string
 
+	// Migration tunes the migration coordinator (phase timeout, cooldown).
+	Migration migration.Config
+	// MaxStateBytes caps the state one actor may carry in a migration.
+	// Default 64 MiB; larger states fail the migration (it aborts).
+	MaxStateBytes int64
+	// DrainConcurrency is how many migrations a drain runs at once.
+	// Default 16.
+	DrainConcurrency int
+	// DrainTimeout bounds the drain that Leave does before it falls back to
+	// releasing what is left. Default 2m.
+	DrainTimeout time.Duration
+
 	// Gossip is the failure-detector profile (NodeName, BindAddr, ports and
 	// tags are filled in by the node).
 	Gossip gossip.Config
@@ -110,6 +123,10 @@ func DefaultConfig() Config {
 		FollowWait:          30 * time.Second,
 		InvokeTimeout:       10 * time.Second,
 		Lease:               placement.DefaultLeaseConfig(),
+		Migration:           migration.DefaultConfig(),
+		MaxStateBytes:       64 << 20,
+		DrainConcurrency:    16,
+		DrainTimeout:        2 * time.Minute,
 		Gossip:              gossip.DefaultConfig(),
 		Raft:                consensus.DefaultConfig(),
 		Voters:              consensus.DefaultVoterConfig(),
@@ -127,6 +144,9 @@ func TestConfig() Config {
 	c.QuorumTimeout = 3 * time.Second
 	c.FollowWait = 2 * time.Second
 	c.InvokeTimeout = 2 * time.Second
+	c.Migration.Cooldown = 0
+	c.Migration.PhaseTimeout = 5 * time.Second
+	c.DrainTimeout = 30 * time.Second
 	c.Lease = placement.LeaseConfig{Duration: time.Second, Margin: 250 * time.Millisecond}
 	c.Gossip = gossip.TestConfig()
 	c.Raft = consensus.TestConfig()
@@ -184,6 +204,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Lease.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Migration.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxStateBytes <= 0 || c.DrainConcurrency <= 0 || c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("MaxStateBytes, DrainConcurrency and DrainTimeout must be positive"))
 	}
 	if c.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("Capacity %d: need ≥ 0 (0 = unlimited)", c.Capacity))

@@ -53,6 +53,10 @@ var (
 	// ErrNotOwner: this node does not (or no longer) host the actor under the
 	// presented placement. Look the actor up again.
 	ErrNotOwner = errors.New("not the actor's owner")
+	// ErrMigrating: the actor is being migrated; nothing may run it until
+	// the migration commits or aborts. Retry shortly (the request was not
+	// executed).
+	ErrMigrating = errors.New("actor is migrating")
 	// ErrNotPlaced: the actor has no placement.
 	ErrNotPlaced = errors.New("actor not placed")
 	// ErrNoHost: this node was built without a Host (or without an Invoker)

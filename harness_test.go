@@ -19,9 +19,13 @@ import (
 // never collide and the fault filter can tell nodes apart.
 var nextIP atomic.Uint32
 
+// ipBase gives each test process its own 127.B.0.0/16 so that test and
+// benchmark processes running at once never share an address.
+var ipBase = 10 + os.Getpid()%200
+
 func allocIP() string {
 	n := nextIP.Add(1)
-	return fmt.Sprintf("127.1.%d.%d", n/250, n%250+2)
+	return fmt.Sprintf("127.%d.%d.%d", ipBase, n/250, n%250+2)
 }
 
 // testCluster is an in-process cluster of real nodes (real serf and Raft on
@@ -34,7 +38,7 @@ type testCluster struct {
 	nodes  map[string]*Node
 	ips    map[string]string
 	dirs   map[string]string
-	epochs map[string]uint64 // highest epoch each node ID ever served
+	epochs map[string]uint64           // highest epoch each node ID ever served
 	hosts  map[string][]*demohost.Host // every demo host each node ID ran (one per start)
 }
 

@@ -35,6 +35,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /v1/internal/leave", n.handleLeave)
 	mux.HandleFunc("GET /v1/internal/raft-health", n.handleRaftHealth)
 	n.placementRoutes(mux)
+	n.migrationRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
 	})
@@ -318,7 +319,7 @@ func (n *Node) handleLeave(w http.ResponseWriter, r *http.Request) {
 	if n.raft != nil && n.raft.IsLeader() {
 		err = n.leaveMember(r.Context(), req.ID, req.Boot)
 	} else {
-		err = n.forward(r.Context(), func(ctx context.Context, c *Client) error { return c.leave(ctx, req) })
+		err = n.forwardFor(r.Context(), n.cfg.QuorumTimeout+n.cfg.DrainTimeout, func(ctx context.Context, c *Client) error { return c.leave(ctx, req) })
 	}
 	if err != nil {
 		writeError(w, err)

@@ -208,6 +208,8 @@ func placementErrorCode(err error) (int, string, bool) {
 	switch {
 	case errors.Is(err, ErrStaleToken):
 		return http.StatusConflict, "stale_token", true
+	case errors.Is(err, ErrMigrating):
+		return http.StatusServiceUnavailable, "migrating", true
 	case errors.Is(err, ErrNotOwner):
 		return http.StatusConflict, "not_owner", true
 	case errors.Is(err, ErrNotPlaced):

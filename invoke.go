@@ -62,7 +62,7 @@ func retryable(err error) bool {
 	case errors.Is(err, ErrStaleToken), errors.Is(err, ErrNotOwner), errors.Is(err, ErrNotPlaced),
 		errors.Is(err, ErrFenced), errors.Is(err, ErrLeasePending), errors.Is(err, ErrNotReady),
 		errors.Is(err, ErrNotLeader), errors.As(err, &nq), errors.Is(err, errOwnerUnreachable),
-		errors.Is(err, ErrNoEligibleNode), errors.Is(err, ErrNoCapacity):
+		errors.Is(err, ErrNoEligibleNode), errors.Is(err, ErrNoCapacity), errors.Is(err, ErrMigrating):
 		return true
 	}
 	return false
@@ -147,7 +147,7 @@ func (n *Node) serveInvoke(ctx context.Context, actor string, token uint64, req 
 		return InvokeResult{}, err
 	}
 	var out []byte
-	err = n.actors.run(ctx, actor, p.Token, func() error {
+	err = n.actors.run(ctx, p, func() error {
 		if !n.lease.valid(time.Now()) {
 			return fmt.Errorf("%w (node %s)", ErrFenced, n.cfg.NodeID)
 		}
@@ -170,7 +170,7 @@ func (n *Node) serveInvoke(ctx context.Context, actor string, token uint64, req 
 // node, this incarnation, with the given token.
 func (n *Node) confirmOwnership(ctx context.Context, actor string, token uint64) (placement.Placement, error) {
 	self, ok := n.Self()
-	if !ok || self.Boot != n.boot || self.Status != consensus.StatusActive {
+	if !ok || self.Boot != n.boot || (self.Status != consensus.StatusActive && self.Status != consensus.StatusLeaving) {
 		return placement.Placement{}, fmt.Errorf("%w: this node is not active", ErrNotOwner)
 	}
 	// Read a replica that has applied at least every token we know of for
@@ -213,8 +213,8 @@ func (n *Node) confirmOwnership(ctx context.Context, actor string, token uint64)
 	if p.Token != token || p.Node != n.cfg.NodeID || p.Incarnation != self.Incarnation {
 		return placement.Placement{}, fmt.Errorf("%w: %q is on %s (token %d), asked for token %d", ErrNotOwner, actor, p.Node, p.Token, token)
 	}
-	if p.State != placement.StateActive {
-		return placement.Placement{}, fmt.Errorf("%w: %q is %s", ErrNotOwner, actor, p.State)
+	if p.State == placement.StateMigrating {
+		return placement.Placement{}, fmt.Errorf("%w: %q", ErrMigrating, actor)
 	}
 	return p, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
+	"github.com/kelpie/cluster/migration"
 )
 
 // leadershipLoop runs a leader session while this server leads and stops it
@@ -86,6 +87,15 @@ func (n *Node) leaderSession(ctx context.Context) {
 	}
 	n.voters.Start(ctx)
 	defer n.voters.Stop()
+	// End every migration a previous leader left running (G7).
+	if running, _ := n.fsm.Migrations(); len(running) > 0 {
+		var recs []migration.Record
+		for _, m := range running {
+			recs = append(recs, recordOf(m))
+		}
+		outs := n.coord.Resume(ctx, recs)
+		n.logger.Info("resumed in-flight migrations", "found", len(recs), "ended", len(outs))
+	}
 	placerDone := make(chan struct{})
 	go func() {
 		defer close(placerDone)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/placement"
 )
 
 // Join joins gossip through seeds (ip:port of any members' gossip address;
@@ -66,7 +67,7 @@ func (n *Node) Leave(ctx context.Context) error {
 				}
 			}
 		}
-		if err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+		if err := n.forwardFor(ctx, n.cfg.QuorumTimeout+n.cfg.DrainTimeout, func(ctx context.Context, c *Client) error {
 			return c.leave(ctx, leaveRequest{ID: n.cfg.NodeID, Boot: n.boot})
 		}); err != nil {
 			return fmt.Errorf("leave: %w", err)
@@ -133,6 +134,9 @@ func (n *Node) leaveMember(ctx context.Context, id, boot string) error {
 		steps = []consensus.Status{consensus.StatusFailed, consensus.StatusLeft}
 	}
 	for _, s := range steps {
+		if s == consensus.StatusLeft && rec.Status != consensus.StatusJoining {
+			n.drainForLeave(ctx, id)
+		}
 		m := rec
 		m.Status = s
 		_, err := n.commitLocal(ctx, consensus.ViewChange{Changes: []consensus.Change{{Member: m}}, Reason: "leave"})
@@ -148,13 +152,58 @@ func (n *Node) leaveMember(ctx context.Context, id, boot string) error {
 	return nil
 }
 
+// drainForLeave moves a leaving node's actors away (bounded by
+// DrainTimeout), then releases whatever could not move, deactivating it on
+// the node first, so that committing Left never strands a live actor.
+func (n *Node) drainForLeave(ctx context.Context, id string) {
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
+	res, err := n.drainLocal(dctx, id)
+	cancel()
+	if err == nil {
+		return
+	}
+	n.logger.Warn("drain before leave incomplete; releasing the rest", "member", id, "moved", res.Moved, "left", len(res.Failed), "err", err)
+	ps, _ := n.fsm.PlacementsByNode(id)
+	var items []consensus.ReleaseItem
+	for _, p := range ps {
+		if p.State == placement.StateMigrating {
+			continue // its migration commits or aborts; Left then orphans it
+		}
+		if err := n.deactivateOn(ctx, p); err != nil {
+			n.logger.Warn("cannot deactivate on leaving node; Left will orphan it", "actor", p.Actor, "err", err)
+			continue
+		}
+		items = append(items, consensus.ReleaseItem{Actor: p.Actor, Token: p.Token})
+	}
+	for len(items) > 0 {
+		batch := items[:min(len(items), consensus.MaxBatchItems)]
+		items = items[len(batch):]
+		cmd, err := consensus.EncodeRelease(consensus.ReleaseBatch{Items: batch, Reason: "leave", ProposedAtUnixNano: time.Now().UnixNano()})
+		if err == nil {
+			_, err = n.applyGated(ctx, cmd)
+		}
+		if err != nil {
+			n.logger.Warn("release before leave failed", "err", err)
+			return
+		}
+	}
+}
+
 // forward runs call against the leader (servers that know it) or any alive
 // server (clients; servers forward on), retrying on transport errors and
 // leader changes until Config.QuorumTimeout. Running out of time is
 // ErrNoQuorum.
 func (n *Node) forward(ctx context.Context, call func(context.Context, *Client) error) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
+	return n.forwardFor(ctx, n.cfg.QuorumTimeout, call)
+}
+
+// forwardFor is forward with its own bound for the call, for calls that
+// legitimately run long on the leader (a leave that drains first). Finding a
+// leader that answers is still bounded by QuorumTimeout.
+func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(context.Context, *Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
+	searchUntil := time.Now().Add(n.cfg.QuorumTimeout)
 	var last error
 	for {
 		addr := n.forwardTarget()
@@ -178,7 +227,7 @@ func (n *Node) forward(ctx context.Context, call func(context.Context, *Client) 
 		} else {
 			last = errors.New("no leader known")
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
+		if time.Now().After(searchUntil) || !sleepCtx(ctx, 100*time.Millisecond) {
 			reach, total := n.reachableVoters()
 			return &NoQuorumError{Reachable: reach, Total: total, Cause: last}
 		}

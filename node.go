@@ -20,6 +20,7 @@ import (
 	"github.com/kelpie/cluster/gossip"
 	"github.com/kelpie/cluster/internal/netx"
 	"github.com/kelpie/cluster/metrics"
+	"github.com/kelpie/cluster/migration"
 )
 
 // Node is one member of a kelpie cluster: it gossips, and as a server it runs
@@ -54,6 +55,12 @@ type Node struct {
 	actors   *localActors    // actors activated here
 	pcache   *placementCache // placements looked up or made here
 	placeCh  chan placeReq   // the leader's group-commit queue
+	coord    *migration.Coordinator
+	draining drainSet // nodes the leader is draining
+
+	// testCorruptTransfer, if set, corrupts the migration frames this node
+	// sends for the actors it selects (fault-injection tests only).
+	testCorruptTransfer func(actor string) bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,6 +130,13 @@ func New(cfg Config, host Host) (*Node, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 	}}
+	mc := cfg.Migration
+	mc.Logger = logger
+	coord, err := migration.New(mc, migLog{n}, migMover{n})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	n.coord = coord
 	m, err := metrics.New(reg, n)
 	if err != nil {
 		return nil, err

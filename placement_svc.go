@@ -196,8 +196,8 @@ func (n *Node) placeBatch(ctx context.Context, batch []placeReq) {
 	now := time.Now()
 
 	var items []consensus.PlaceItem
-	itemOf := map[string]int{}        // actor → index in items
-	waiting := map[int][]placeReq{}   // item index → requests answered by it
+	itemOf := map[string]int{}      // actor → index in items
+	waiting := map[int][]placeReq{} // item index → requests answered by it
 	for _, r := range batch {
 		if i, ok := itemOf[r.actor]; ok {
 			waiting[i] = append(waiting[i], r)
@@ -253,7 +253,7 @@ func (n *Node) placementNodes(v consensus.View) []placement.NodeInfo {
 	now := time.Now()
 	var out []placement.NodeInfo
 	for _, m := range v.Members {
-		if m.Status != consensus.StatusActive {
+		if m.Status != consensus.StatusActive || n.draining.has(m.ID) {
 			continue
 		}
 		g, ok := n.gossip.Member(m.ID)

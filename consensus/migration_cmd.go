@@ -160,7 +160,7 @@ func applyMigrationCommit(tab *placement.Table, ms *migState, v View, c Migratio
 	if _, ok := tab.Get(c.Actor); !ok {
 		return Migration{}, fmt.Errorf("%w: %q lost its placement", ErrNotPlaced, c.Actor)
 	}
-	tab.Put(placement.Placement{Actor: c.Actor, Node: m.To, Token: index, State: placement.StateActive, Incarnation: to.Incarnation})
+	tab.Put(placement.Placement{Actor: c.Actor, Node: m.To, Token: index, State: placement.StateActive, Incarnation: to.Incarnation, Migration: m.ID})
 	m.State, m.NewToken, m.Checksum, m.Bytes, m.EndedAt = MigrationCommitted, index, c.Checksum, c.Bytes, c.ProposedAtUnixNano
 	ms.finish(m)
 	return m, nil
@@ -174,7 +174,7 @@ func applyMigrationAbort(tab *placement.Table, ms *migState, v View, c Migration
 	m.State, m.Reason, m.EndedAt = MigrationAborted, c.Reason, c.ProposedAtUnixNano
 	if p, ok := tab.Get(c.Actor); ok {
 		if from, ok := v.Member(p.Node); ok && (from.Status == StatusActive || from.Status == StatusLeaving) {
-			tab.Put(placement.Placement{Actor: c.Actor, Node: p.Node, Token: index, State: placement.StateActive, Incarnation: from.Incarnation})
+			tab.Put(placement.Placement{Actor: c.Actor, Node: p.Node, Token: index, State: placement.StateActive, Incarnation: from.Incarnation, Migration: m.ID})
 			m.NewToken = index
 		} else {
 			// The source is gone: leave the actor re-placeable once the

@@ -79,6 +79,10 @@ type Placement struct {
 	// was made, so a node that left and rejoined does not serve placements
 	// made for its earlier life.
 	Incarnation uint64 `json:"incarnation"`
+	// Migration is the ID of the migration whose commit or abort produced
+	// this placement (0 for a plain placement). The owner activates it with
+	// the state that migration handed over or parked, and with nothing else.
+	Migration uint64 `json:"migration,omitempty"`
 }
 
 // Validate checks that p could have been committed: non-empty, valid UTF-8
