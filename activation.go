@@ -42,6 +42,11 @@ type actorSlot struct {
 	// (used once it commits). holdFor is that migration's ID.
 	held    []byte
 	holdFor uint64
+	// fenced is the final state of an activation stopped by self-fencing,
+	// kept for the same placement (fencedToken) if the lease is renewed
+	// before anyone else gets the actor, or for a migration handing it off.
+	fenced      []byte
+	fencedToken uint64
 }
 
 func newLocalActors(host Host, logger *slog.Logger) *localActors {
@@ -124,14 +129,18 @@ func (a *localActors) run(ctx context.Context, p placement.Placement, allowed fu
 	}
 	if !s.active {
 		var state []byte
-		if p.Migration != 0 && s.holdFor == p.Migration {
+		switch {
+		case p.Migration != 0 && s.holdFor == p.Migration:
 			state = s.held
+		case s.fencedToken == token:
+			state = s.fenced // the same placement, resumed after a renewed lease
 		}
 		if err := a.host.Activate(ctx, actor, token, state); err != nil {
 			return fmt.Errorf("activate %s: %w", actor, err)
 		}
 		s.active, s.token = true, token
 		s.held, s.holdFor = nil, 0
+		s.fenced, s.fencedToken = nil, 0
 		a.logger.Debug("actor activated", "actor", actor, "token", token, "state_bytes", len(state))
 	}
 	return fn()
@@ -162,9 +171,12 @@ func (a *localActors) handoff(ctx context.Context, actor string, oldToken, id ui
 		}
 		s.active, state = false, st
 		a.logger.Info("actor deactivated for migration", "actor", actor, "token", oldToken, "migration", id)
+	} else if s.fencedToken == oldToken {
+		state = s.fenced // stopped by self-fencing under this placement
 	} else if s.holdFor != 0 {
 		state = s.held // parked by an earlier aborted migration, never reactivated
 	}
+	s.fenced, s.fencedToken = nil, 0
 	s.floor = max(s.floor, oldToken)
 	s.held, s.holdFor = state, id
 	return state, nil
@@ -209,9 +221,10 @@ func (a *localActors) deactivate(ctx context.Context, actor string, upTo uint64,
 	return state, true, nil
 }
 
-// deactivateAll stops every local actor (self-fencing). Activations stay
-// allowed for the same tokens once the lease is renewed. It returns how many
-// were running.
+// deactivateAll stops every local actor (self-fencing, or closing). Each
+// final state is kept for the same placement: if the lease is renewed before
+// the actor goes elsewhere, it resumes with it; a migration hands it off.
+// It returns how many were running.
 func (a *localActors) deactivateAll(ctx context.Context, why string) int {
 	if a.host == nil {
 		return 0
@@ -227,11 +240,13 @@ func (a *localActors) deactivateAll(ctx context.Context, why string) int {
 		s.mu.Lock()
 		if s.active {
 			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if _, err := a.host.Deactivate(dctx, actor); err != nil {
+			state, err := a.host.Deactivate(dctx, actor)
+			if err != nil {
 				a.logger.Error("deactivate during fence failed; dropping the activation anyway", "actor", actor, "err", err)
 			}
 			cancel()
 			s.active = false
+			s.fenced, s.fencedToken = state, s.token
 			n++
 		}
 		s.mu.Unlock()

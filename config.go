@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,11 @@ type Config struct {
 	// Voters configures voter management (servers).
 	Voters consensus.VoterConfig
 
+	// Handlers are extra application routes ("METHOD /path" patterns of
+	// net/http.ServeMux) served on the node's HTTP API, e.g. a demo host's
+	// own endpoints. They must not collide with /v1/ routes of the library.
+	Handlers map[string]http.Handler
+
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Registry receives the node's metrics. Default: a fresh registry.
@@ -147,7 +153,8 @@ func TestConfig() Config {
 	c.Migration.Cooldown = 0
 	c.Migration.PhaseTimeout = 5 * time.Second
 	c.DrainTimeout = 30 * time.Second
-	c.Lease = placement.LeaseConfig{Duration: time.Second, Margin: 250 * time.Millisecond}
+	// Long enough that -race on 2 busy cores does not fence healthy nodes.
+	c.Lease = placement.LeaseConfig{Duration: 2 * time.Second, Margin: 500 * time.Millisecond}
 	c.Gossip = gossip.TestConfig()
 	c.Raft = consensus.TestConfig()
 	c.Voters.StabilizationTime = 500 * time.Millisecond

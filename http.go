@@ -36,6 +36,9 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/internal/raft-health", n.handleRaftHealth)
 	n.placementRoutes(mux)
 	n.migrationRoutes(mux)
+	for pattern, h := range n.cfg.Handlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
 	})

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,7 +21,21 @@ var ErrUnknownOutcome = errors.New("outcome unknown")
 type InvokeResult struct {
 	Node  string `json:"node"`  // the owner that ran the request
 	Token uint64 `json:"token"` // the fencing token it ran under
-	Body  []byte `json:"body"`  // the host's answer
+	Body  json.RawMessage `json:"body"` // the host's answer (JSON)
+}
+
+// BadRequester is implemented by host errors that mean the request itself
+// is wrong (HTTP 400, not retried).
+type BadRequester interface{ BadRequest() bool }
+
+// hostBody turns a host answer into JSON: as is if it is JSON, else as a
+// JSON string.
+func hostBody(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	q, _ := json.Marshal(string(b))
+	return q
 }
 
 // Invoke runs req on the actor's owner, placing the actor first if it has no
@@ -155,6 +170,10 @@ func (n *Node) serveInvoke(ctx context.Context, actor string, token uint64, req 
 	}, func() error {
 		b, err := inv.Invoke(ctx, actor, p.Token, req)
 		out = b
+		var br BadRequester
+		if errors.As(err, &br) && br.BadRequest() {
+			return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
 		return err
 	})
 	if err != nil {
@@ -163,7 +182,7 @@ func (n *Node) serveInvoke(ctx context.Context, actor string, token uint64, req 
 		}
 		return InvokeResult{}, err
 	}
-	return InvokeResult{Node: n.cfg.NodeID, Token: p.Token, Body: out}, nil
+	return InvokeResult{Node: n.cfg.NodeID, Token: p.Token, Body: hostBody(out)}, nil
 }
 
 // confirmOwnership checks that the committed placement of actor is this

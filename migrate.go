@@ -144,8 +144,10 @@ func (n *Node) drainLocal(ctx context.Context, node string) (DrainResult, error)
 		}
 		moved := n.migrateAway(ctx, ps, node)
 		res.Moved += moved
-		if moved == 0 && round > 0 {
-			if !sleepCtx(ctx, 200*time.Millisecond) {
+		if moved == 0 {
+			// Nothing could move (no other eligible node, or every attempt
+			// aborted): try once more after a pause, then give up.
+			if round > 0 || !sleepCtx(ctx, 500*time.Millisecond) {
 				break
 			}
 		}
@@ -214,7 +216,7 @@ type migLog struct{ n *Node }
 // refusedError marks an FSM refusal: nothing was committed.
 type refusedError struct{ error }
 
-func (refusedError) Definite() bool    { return true }
+func (refusedError) Definite() bool  { return true }
 func (e refusedError) Unwrap() error { return e.error }
 
 func (l migLog) apply(ctx context.Context, t consensus.CommandType, payload any) (*consensus.Migration, error) {

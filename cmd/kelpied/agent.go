@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	cluster "github.com/kelpie/cluster"
+	"github.com/kelpie/cluster/internal/demohost"
 )
 
 const (
@@ -75,7 +80,23 @@ func runAgent(ctx context.Context, o *options) error {
 	cfg.Registry = reg
 	cfg.Logger = logger
 
-	node, err := cluster.New(cfg, nil)
+	if o.activationLog != "" {
+		if err := os.MkdirAll(filepath.Dir(o.activationLog), 0o700); err != nil {
+			return fmt.Errorf("activation log: %w", err)
+		}
+	}
+	host, err := demohost.New(cfg.NodeID, o.activationLog)
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	cfg.Handlers = map[string]http.Handler{
+		"GET /v1/demo/activations": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"node": cfg.NodeID, "events": host.Events(), "active": host.Active()})
+		}),
+	}
+	node, err := cluster.New(cfg, host)
 	if err != nil {
 		return err
 	}

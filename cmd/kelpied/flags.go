@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,9 @@ const (
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 	flagDev             = "dev"
+	flagActivationLog   = "activation-log"
+	flagCapacity        = "capacity"
+	flagLabel           = "label"
 )
 
 // envName is the environment variable for a flag: KELPIE_HTTP_PORT for
@@ -67,6 +71,12 @@ func agentFlags() []cli.Flag {
 			Usage: "log level: debug, info, warn or error"},
 		&cli.StringFlag{Name: flagLogFormat, EnvVars: env(flagLogFormat), Value: "text",
 			Usage: "log format on stderr: text or json"},
+		&cli.StringFlag{Name: flagActivationLog, EnvVars: env(flagActivationLog), TakesFile: true,
+			Usage: "demo host: append every actor activation/deactivation as a JSON line here (default <data-dir>/activations.jsonl when --data-dir is set)"},
+		&cli.IntFlag{Name: flagCapacity, EnvVars: env(flagCapacity),
+			Usage: "most actors this node hosts (0 = unlimited)"},
+		&cli.StringSliceFlag{Name: flagLabel, EnvVars: env(flagLabel),
+			Usage: "placement label k=v advertised by this node; repeatable"},
 		&cli.BoolFlag{Name: flagDev, EnvVars: env(flagDev),
 			Usage: "single-node development mode: --server --bootstrap-expect 1 --voters 1 and a temporary data dir (removed at exit) unless --data-dir is given"},
 	}
@@ -74,11 +84,12 @@ func agentFlags() []cli.Flag {
 
 // options is everything the agent needs, derived from the flags.
 type options struct {
-	cfg       cluster.Config
-	seeds     []string
-	logLevel  slog.Level
-	logFormat string
-	dev       bool
+	cfg           cluster.Config
+	activationLog string
+	seeds         []string
+	logLevel      slog.Level
+	logFormat     string
+	dev           bool
 	// tempDataDir: in dev mode without --data-dir, create a temporary data
 	// dir at start and remove it at exit.
 	tempDataDir bool
@@ -125,6 +136,24 @@ func optionsFromFlags(c *cli.Context) (*options, error) {
 	cfg.BootstrapExpect = c.Int(flagBootstrapExpect)
 	cfg.Voters.Voters = c.Int(flagVoters)
 	cfg.Zone = c.String(flagZone)
+	cfg.Capacity = c.Int(flagCapacity)
+	if cfg.Capacity < 0 {
+		return nil, usagef("--%s %d: need ≥ 0", flagCapacity, cfg.Capacity)
+	}
+	for _, kv := range c.StringSlice(flagLabel) {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || !cluster.ValidID(k) || (v != "" && !cluster.ValidID(v)) {
+			return nil, usagef("--%s %q: need key=value of [A-Za-z0-9._-]", flagLabel, kv)
+		}
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[k] = v
+	}
+	o.activationLog = c.String(flagActivationLog)
+	if o.activationLog == "" && cfg.DataDir != "" {
+		o.activationLog = filepath.Join(cfg.DataDir, "activations.jsonl")
+	}
 
 	if o.dev {
 		if c.IsSet(flagBootstrapExpect) && cfg.BootstrapExpect != 1 {

@@ -17,8 +17,14 @@ import (
 // ErrNotActive: the actor is not active on this host.
 var ErrNotActive = errors.New("demohost: actor not active here")
 
-// ErrBadRequest: the invoke body is not a known operation.
-var ErrBadRequest = errors.New("demohost: bad request")
+// ErrBadRequest: the invoke body is not a known operation. It reports
+// BadRequest() true, so the node answers HTTP 400.
+var ErrBadRequest error = badRequest{}
+
+type badRequest struct{}
+
+func (badRequest) Error() string    { return "demohost: bad request" }
+func (badRequest) BadRequest() bool { return true }
 
 // Request is an invoke body: {"op":"incr"} or {"op":"get"}; incr adds By
 // (default 1).
