@@ -82,6 +82,9 @@ type Config struct {
 	// Labels are advertised through gossip; placements may require them.
 	Labels map[string]string
 
+	// Rebalance moves actors from overloaded nodes, a bounded number per
+	// round. Off by default (see RebalanceConfig).
+	Rebalance RebalanceConfig
 	// Migration tunes the migration coordinator (phase timeout, cooldown).
 	Migration migration.Config
 	// MaxStateBytes caps the state one actor may carry in a migration.
@@ -130,6 +133,7 @@ func DefaultConfig() Config {
 		InvokeTimeout:       10 * time.Second,
 		Lease:               placement.DefaultLeaseConfig(),
 		Migration:           migration.DefaultConfig(),
+		Rebalance:           DefaultRebalanceConfig(),
 		MaxStateBytes:       64 << 20,
 		DrainConcurrency:    16,
 		DrainTimeout:        2 * time.Minute,
@@ -214,6 +218,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Migration.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Rebalance.Enabled && (c.Rebalance.Interval <= 0 || c.Rebalance.Ratio < 1 || c.Rebalance.MaxPerRound <= 0) {
+		errs = append(errs, errors.New("Rebalance: need Interval > 0, Ratio ≥ 1 and MaxPerRound > 0"))
 	}
 	if c.MaxStateBytes <= 0 || c.DrainConcurrency <= 0 || c.DrainTimeout <= 0 {
 		errs = append(errs, errors.New("MaxStateBytes, DrainConcurrency and DrainTimeout must be positive"))

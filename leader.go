@@ -102,6 +102,12 @@ func (n *Node) leaderSession(ctx context.Context) {
 		n.runPlacer(ctx)
 	}()
 	defer func() { <-placerDone }()
+	rebalDone := make(chan struct{})
+	go func() {
+		defer close(rebalDone)
+		n.runRebalancer(ctx)
+	}()
+	defer func() { <-rebalDone }()
 
 	absent := map[string]time.Time{}
 	n.reconcile(ctx, absent)
