@@ -19,9 +19,9 @@ var ErrUnknownOutcome = errors.New("outcome unknown")
 
 // InvokeResult is the answer of Invoke.
 type InvokeResult struct {
-	Node  string `json:"node"`  // the owner that ran the request
-	Token uint64 `json:"token"` // the fencing token it ran under
-	Body  json.RawMessage `json:"body"` // the host's answer (JSON)
+	Node  string          `json:"node"`  // the owner that ran the request
+	Token uint64          `json:"token"` // the fencing token it ran under
+	Body  json.RawMessage `json:"body"`  // the host's answer (JSON)
 }
 
 // BadRequester is implemented by host errors that mean the request itself
