@@ -78,7 +78,7 @@ func (n *Node) peersHaveCluster(servers []gossip.Member) bool {
 		if s.Name == n.cfg.NodeID || s.Tags.HTTPAddr == "" {
 			continue
 		}
-		c, err := NewClient(s.Tags.HTTPAddr, n.peerHTTP)
+		c, err := n.peerClient(s.Tags.HTTPAddr)
 		if err != nil {
 			continue
 		}

@@ -360,3 +360,24 @@ func (c *Client) stage(ctx context.Context, frame io.Reader) error {
 	}
 	return nil
 }
+
+// Keyring runs a gossip keyring operation: op is "list", "install", "use"
+// or "remove" (GET/POST/PUT/DELETE /v1/keyring).
+func (c *Client) Keyring(ctx context.Context, op, key string) (KeyringResponse, error) {
+	var r KeyringResponse
+	var body any
+	method := http.MethodGet
+	switch op {
+	case "list":
+	case "install":
+		method, body = http.MethodPost, keyRequest{Key: key}
+	case "use":
+		method, body = http.MethodPut, keyRequest{Key: key}
+	case "remove":
+		method, body = http.MethodDelete, keyRequest{Key: key}
+	default:
+		return r, fmt.Errorf("%w: keyring operation %q (want list, install, use or remove)", ErrInvalidArgument, op)
+	}
+	_, err := c.do(ctx, method, "/v1/keyring", body, &r)
+	return r, err
+}

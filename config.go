@@ -105,6 +105,20 @@ type Config struct {
 	// Voters configures voter management (servers).
 	Voters consensus.VoterConfig
 
+	// ACLToken, when set, is required by every write and internal endpoint
+	// (and accepted by reads); nodes of one cluster share it. ACLReadToken,
+	// when set, additionally opens the read endpoints. Empty: no access
+	// control (only on trusted networks).
+	ACLToken, ACLReadToken string
+	// TLS secures the HTTP API and all node-to-node traffic (HTTP and Raft,
+	// mutually authenticated). Empty: plaintext.
+	TLS TLSConfig
+	// EncryptKey is the base64 gossip encryption key (16, 24 or 32 bytes,
+	// AES-GCM). Nodes without the right key cannot join. On first start it
+	// seeds the keyring, persisted in DataDir; later the keyring file wins
+	// (rotate with the keyring API).
+	EncryptKey string
+
 	// Handlers are extra application routes ("METHOD /path" patterns of
 	// net/http.ServeMux) served on the node's HTTP API, e.g. a demo host's
 	// own endpoints. They must not collide with /v1/ routes of the library.
@@ -212,6 +226,15 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if err := c.TLS.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ACLReadToken != "" && c.ACLToken == "" {
+		errs = append(errs, errors.New("ACLReadToken needs ACLToken"))
+	}
+	if c.ACLReadToken != "" && c.ACLReadToken == c.ACLToken {
+		errs = append(errs, errors.New("ACLReadToken must differ from ACLToken"))
 	}
 	if err := c.Lease.Validate(); err != nil {
 		errs = append(errs, err)

@@ -36,6 +36,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/internal/raft-health", n.handleRaftHealth)
 	n.placementRoutes(mux)
 	n.migrationRoutes(mux)
+	n.keyringRoutes(mux)
 	for pattern, h := range n.cfg.Handlers {
 		mux.Handle(pattern, h)
 	}

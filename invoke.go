@@ -125,7 +125,7 @@ func (n *Node) invokeRemote(ctx context.Context, p placement.Placement, req []by
 	if !ok || g.Tags.HTTPAddr == "" || g.Status.String() != "alive" {
 		return InvokeResult{}, fmt.Errorf("%w: %q", errOwnerUnreachable, p.Node)
 	}
-	c, err := NewClient(g.Tags.HTTPAddr, n.peerHTTP)
+	c, err := n.peerClient(g.Tags.HTTPAddr)
 	if err != nil {
 		return InvokeResult{}, err
 	}

@@ -155,12 +155,16 @@ func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time)
 			ReapAfter:         n.cfg.Gossip.ReconnectTimeout,
 		}
 		trackFailedAbsent(failedAbsent, in)
+		inConfig := map[string]bool{}
 		if peers, err := n.raft.Configuration(); err == nil {
 			for _, p := range peers {
-				in.InRaft[p.ID] = true
+				inConfig[p.ID] = true
 			}
 		}
-		changed := n.fixRaftMembership(ctx, in)
+		in.InRaft = n.caughtUpServers(ctx, in.View, inConfig)
+		in2 := in
+		in2.InRaft = inConfig
+		changed := n.fixRaftMembership(ctx, in2)
 		changes := planReconcile(in)
 		if len(changes) == 0 {
 			if !changed {
@@ -202,10 +206,39 @@ func trackFailedAbsent(m map[string]time.Time, in reconcileInput) {
 	}
 }
 
+// caughtUpServers returns the servers of the Raft configuration that may be
+// Active: this node, Active ones, and Joining ones that answer over
+// (m)TLS with a log caught up with ours (same term, within MaxTrailingLogs).
+// A server that cannot prove itself never becomes Active.
+func (n *Node) caughtUpServers(ctx context.Context, v consensus.View, inConfig map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	var probe []consensus.KnownServer
+	for id := range inConfig {
+		m, ok := v.Member(id)
+		switch {
+		case id == n.cfg.NodeID || (ok && m.Status != consensus.StatusJoining):
+			out[id] = true
+		case ok:
+			probe = append(probe, consensus.KnownServer{ID: id, RaftAddr: m.RaftAddr})
+		}
+	}
+	if len(probe) == 0 {
+		return out
+	}
+	st := n.raft.Stats()
+	for id, h := range n.FetchHealth(ctx, probe) {
+		if h.LastTerm == st.Term && h.LastIndex+n.cfg.Voters.MaxTrailingLogs >= st.LastLogIndex {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // fixRaftMembership adds Joining/Active servers that are alive but missing
-// from the Raft configuration (as non-voters; voter management promotes), and
-// removes servers whose record is Left. It reports whether it changed
-// anything.
+// from the Raft configuration (as non-voters; voter management promotes), once
+// they answer over the node-to-node channel (under TLS: they hold a
+// certificate of the cluster CA), and removes servers whose record is Left.
+// It reports whether it changed anything.
 func (n *Node) fixRaftMembership(ctx context.Context, in reconcileInput) bool {
 	alive := map[string]gossip.Member{}
 	for _, g := range in.Gossip {
@@ -222,6 +255,10 @@ func (n *Node) fixRaftMembership(ctx context.Context, in reconcileInput) bool {
 		case (m.Status == consensus.StatusJoining || m.Status == consensus.StatusActive) && !in.InRaft[m.ID]:
 			g, ok := alive[m.ID]
 			if !ok || g.Tags.Boot != m.Boot || g.Tags.RaftAddr == "" {
+				continue
+			}
+			if len(n.FetchHealth(ctx, []consensus.KnownServer{{ID: m.ID}})) == 0 {
+				n.logger.Warn("not adding server to raft: it does not answer on the node-to-node channel (wrong certificate?)", "member", m.ID)
 				continue
 			}
 			err := n.voters.AddServer(consensus.KnownServer{ID: m.ID, RaftAddr: g.Tags.RaftAddr, Version: m.Version, Status: "alive"})
@@ -397,7 +434,7 @@ func (n *Node) FetchHealth(ctx context.Context, servers []consensus.KnownServer)
 		wg.Add(1)
 		go func(id, addr string) {
 			defer wg.Done()
-			c, err := NewClient(addr, n.peerHTTP)
+			c, err := n.peerClient(addr)
 			if err != nil {
 				return
 			}

@@ -208,7 +208,7 @@ func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(co
 	for {
 		addr := n.forwardTarget()
 		if addr != "" {
-			c, err := NewClient(addr, n.peerHTTP)
+			c, err := n.peerClient(addr)
 			if err == nil {
 				err = call(ctx, c)
 				if err == nil {
@@ -270,7 +270,7 @@ func (n *Node) followedLeader() LeaderInfo {
 	if addr == "" {
 		return LeaderInfo{}
 	}
-	c, err := NewClient(addr, n.peerHTTP)
+	c, err := n.peerClient(addr)
 	if err != nil {
 		return LeaderInfo{}
 	}

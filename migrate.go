@@ -330,7 +330,7 @@ func (n *Node) memberClient(id string) (*Client, error) {
 	if !ok || g.Tags.HTTPAddr == "" || g.Status.String() != "alive" {
 		return nil, fmt.Errorf("%w: %q", errOwnerUnreachable, id)
 	}
-	return NewClient(g.Tags.HTTPAddr, n.peerHTTP)
+	return n.peerClient(g.Tags.HTTPAddr)
 }
 
 // handoffLocal runs the source's half: deactivate, park, send to the target.
@@ -348,7 +348,7 @@ func (n *Node) handoffLocal(ctx context.Context, req handoffRequest) (migration.
 	if err := migration.WriteFrame(&buf, migration.Header{Migration: r.ID, Actor: r.Actor}, state, corrupt); err != nil {
 		return migration.Receipt{}, err
 	}
-	c, err := NewClient(req.TargetHTTP, n.peerHTTP)
+	c, err := n.peerClient(req.TargetHTTP)
 	if err != nil {
 		return migration.Receipt{}, err
 	}

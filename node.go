@@ -3,13 +3,16 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
+	"github.com/kelpie/cluster/internal/logx"
 	"github.com/kelpie/cluster/internal/netx"
 	"github.com/kelpie/cluster/metrics"
 	"github.com/kelpie/cluster/migration"
@@ -43,6 +47,7 @@ type Node struct {
 	reg     *prometheus.Registry
 
 	peerHTTP *http.Client // node-to-node HTTP, bound to BindAddr
+	tls      *tlsState    // nil without TLS
 	httpLn   net.Listener
 	httpSrv  *http.Server
 
@@ -125,11 +130,20 @@ func New(cfg Config, host Host) (*Node, error) {
 		return n.raft.VerifyLeader(ctx)
 	}}
 	dialer := &netx.Dialer{SourceIP: cfg.BindAddr, Filter: cfg.Filter}
-	n.peerHTTP = &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
-	}}
+	}
+	if cfg.TLS.Enabled() {
+		st, err := newTLSState(cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		n.tls = st
+		tr.TLSClientConfig = st.clientConfig()
+	}
+	n.peerHTTP = &http.Client{Transport: tr}
 	mc := cfg.Migration
 	mc.Logger = logger
 	coord, err := migration.New(mc, migLog{n}, migMover{n})
@@ -178,9 +192,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("cluster: listen http: %w", err)
 	}
 	n.httpLn = netx.Listener(ln, n.cfg.Filter)
+	if n.tls != nil {
+		n.httpLn = tls.NewListener(n.httpLn, n.tls.serverConfig(false))
+	}
 	n.httpSrv = &http.Server{
-		Handler:           n.routes(),
+		Handler:           n.withACL(n.requireClientCert(n.routes())),
 		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(&logx.StdWriter{L: n.logger.With("component", "http")}, "", 0),
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -192,6 +210,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		rc.DataDir = n.cfg.DataDir
 		rc.Filter = n.cfg.Filter
 		rc.Logger = n.logger
+		if n.tls != nil {
+			rc.TLSServer, rc.TLSClient = n.tls.serverConfig(true), n.tls.clientConfig()
+		}
 		n.fsm = consensus.NewFSM()
 		if n.raft, err = consensus.NewServer(rc, n.fsm); err != nil {
 			return err
@@ -216,6 +237,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	gc.Filter = n.cfg.Filter
 	gc.Logger = n.logger
 	gc.Tags = n.tags()
+	gc.EncryptKey = n.cfg.EncryptKey
+	if n.cfg.DataDir != "" {
+		gc.KeyringFile = filepath.Join(n.cfg.DataDir, "serf", "keyring")
+	}
 	if n.gossip, err = gossip.New(gc); err != nil {
 		return err
 	}

@@ -459,7 +459,7 @@ func (n *Node) deactivateOn(ctx context.Context, p placement.Placement) error {
 	if !ok || g.Tags.HTTPAddr == "" {
 		return fmt.Errorf("owner %q of %q unreachable: not in gossip", p.Node, p.Actor)
 	}
-	c, err := NewClient(g.Tags.HTTPAddr, n.peerHTTP)
+	c, err := n.peerClient(g.Tags.HTTPAddr)
 	if err != nil {
 		return err
 	}

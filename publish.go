@@ -101,7 +101,7 @@ func (n *Node) followLoop() {
 			sleepCtx(n.ctx, 200*time.Millisecond)
 			continue
 		}
-		c, err := NewClient(addr, n.peerHTTP)
+		c, err := n.peerClient(addr)
 		if err != nil {
 			last = ""
 			continue

@@ -13,7 +13,7 @@ import (
 type reconcileInput struct {
 	View    consensus.View
 	Gossip  []gossip.Member
-	InRaft  map[string]bool // server IDs in the Raft configuration
+	InRaft  map[string]bool // server IDs in the Raft configuration and caught up (may be activated)
 	Self    string
 	Now     time.Time
 	Started time.Time     // when the leader's gossip started

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,10 @@ type Config struct {
 
 	// Filter is an optional in-process fault filter (tests only).
 	Filter netx.Filter
+	// TLSServer / TLSClient, when set, run the Raft transport over mutual
+	// TLS: accepted connections are wrapped with TLSServer, dialled ones
+	// with TLSClient (both must verify the peer).
+	TLSServer, TLSClient *tls.Config
 	// Logger receives raft's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -180,7 +185,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	sl, err := newStreamLayer(s.cfg.BindAddr, s.cfg.AdvertiseAddr, s.cfg.Filter)
+	sl, err := newStreamLayer(s.cfg.BindAddr, s.cfg.AdvertiseAddr, s.cfg.Filter, s.cfg.TLSServer, s.cfg.TLSClient)
 	if err != nil {
 		st.closer()
 		return err

@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -17,9 +19,10 @@ type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	dialer    *netx.Dialer
+	tlsClient *tls.Config
 }
 
-func newStreamLayer(bind, advertise string, filter netx.Filter) (*streamLayer, error) {
+func newStreamLayer(bind, advertise string, filter netx.Filter, tlsServer, tlsClient *tls.Config) (*streamLayer, error) {
 	l, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: listen for raft on %s: %w", bind, err)
@@ -38,16 +41,32 @@ func newStreamLayer(bind, advertise string, filter netx.Filter) (*streamLayer, e
 		return nil, fmt.Errorf("consensus: raft advertise address %s is not a concrete IP", adv)
 	}
 	host, _, _ := net.SplitHostPort(l.Addr().String())
+	var ln net.Listener = netx.Listener(l, filter)
+	if tlsServer != nil {
+		ln = tls.NewListener(ln, tlsServer)
+	}
 	return &streamLayer{
-		Listener:  netx.Listener(l, filter),
+		Listener:  ln,
 		advertise: adv,
 		dialer:    &netx.Dialer{SourceIP: host, Filter: filter},
+		tlsClient: tlsClient,
 	}, nil
 }
 
 // Dial implements raft.StreamLayer.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return s.dialer.DialTimeout("tcp", string(address), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := s.dialer.DialContext(ctx, "tcp", string(address))
+	if err != nil || s.tlsClient == nil {
+		return c, err
+	}
+	tc := tls.Client(c, s.tlsClient)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("consensus: tls handshake with %s: %w", address, err)
+	}
+	return tc, nil
 }
 
 // Addr is the advertised address (what peers dial).

@@ -118,6 +118,13 @@ type Config struct {
 	// Filter, if set, cuts links in-process (tests only): see netx.Filter.
 	Filter netx.Filter
 
+	// EncryptKey is the initial base64 AES-GCM key (16, 24 or 32 bytes);
+	// empty means no encryption unless KeyringFile exists. KeyringFile is
+	// where the keyring is persisted (0600): loaded at start when it
+	// exists, written by serf on every rotation.
+	EncryptKey  string
+	KeyringFile string
+
 	// Logger receives serf and memberlist logs (their "[LEVEL]" prefixes
 	// become slog levels) and our own. The caller adds identifying keys such as "node". nil means
 	// slog.Default().

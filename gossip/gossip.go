@@ -118,6 +118,15 @@ func (g *Gossip) Start(ctx context.Context) error {
 	mc.PushPullInterval = g.cfg.PushPullInterval
 	mc.GossipToTheDeadTime = g.cfg.PushPullInterval
 	mc.TCPTimeout = g.cfg.TCPTimeout
+	kr, err := loadKeyring(g.cfg.KeyringFile, g.cfg.EncryptKey)
+	if err != nil {
+		_ = tr.Shutdown()
+		return err
+	}
+	if kr != nil {
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 
 	serfCh := make(chan serf.Event, serfEventBuffer)
 	sc := serf.DefaultConfig() // note: panics if os.Hostname fails
@@ -136,6 +145,9 @@ func (g *Gossip) Start(ctx context.Context) error {
 	sc.CoalescePeriod = 0 // one event per change, as it happens
 	sc.UserCoalescePeriod = 0
 	sc.EnableNameConflictResolution = true
+	if kr != nil {
+		sc.KeyringFile = g.cfg.KeyringFile // serf rewrites it on every change
+	}
 
 	s, err := serf.Create(sc)
 	if err != nil {
