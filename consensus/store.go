@@ -59,10 +59,15 @@ func openStores(cfg Config) (*stores, error) {
 		meta.Close()
 		return nil, fmt.Errorf("consensus: open snapshot store in %s: %w", snapDir, err)
 	}
-	return &stores{
-		logs:   w,
+	st := &stores{
+		logs:   &crcLogStore{inner: w},
 		stable: w,
 		snaps:  snaps,
 		closer: func() error { return errors.Join(w.Close(), meta.Close()) },
-	}, nil
+	}
+	if err := verifyStores(cfg, st); err != nil {
+		st.closer()
+		return nil, err
+	}
+	return st, nil
 }
