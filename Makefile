@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # that targets that do not need it never run go list).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/integration$$' -e '/integration/')
 
-.PHONY: all build run test unit integration bench fmt vet clean
+.PHONY: all build run test unit fuzz integration bench fmt vet clean
 
 all: build
 
@@ -23,10 +23,23 @@ run:
 	VERSION=$(VERSION) scripts/run-local.sh
 
 # The integration suite builds the binaries it runs itself (TestMain).
-test: vet unit integration
+test: vet unit fuzz integration
 
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+
+# Every fuzz target for a bounded time (FUZZTIME each; longer runs:
+# make fuzz FUZZTIME=10m). Targets are package:Name.
+FUZZTIME ?= 15s
+FUZZ_TARGETS = ./consensus:FuzzDecodeCommand ./consensus:FuzzApply ./consensus:FuzzRestore \
+	./placement:FuzzTableUnmarshal ./migration:FuzzReadFrame .:FuzzHTTPHandlers
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 integration:
 	$(GO) test -count=1 -timeout 15m ./integration/...

@@ -238,6 +238,12 @@ func (l migLog) apply(ctx context.Context, t consensus.CommandType, payload any)
 		if errors.Is(res.Err, consensus.ErrNodeNotActive) {
 			return nil, refusedError{fmt.Errorf("%w: %v", ErrNoEligibleNode, res.Err)}
 		}
+		if errors.Is(res.Err, consensus.ErrInvalidCommand) {
+			return nil, refusedError{fmt.Errorf("%w: %v", ErrInvalidArgument, res.Err)}
+		}
+		if errors.Is(res.Err, consensus.ErrNoMigration) {
+			return nil, refusedError{fmt.Errorf("%w: %v", ErrNotPlaced, res.Err)}
+		}
 		return nil, refusedError{res.Err}
 	}
 	return res.Migration, nil

@@ -33,6 +33,14 @@ const (
 	flagActivationLog   = "activation-log"
 	flagCapacity        = "capacity"
 	flagLabel           = "label"
+	flagEncrypt         = "encrypt"
+	flagTLSCert         = "tls-cert"
+	flagTLSKey          = "tls-key"
+	flagTLSCA           = "tls-ca"
+	flagTLSServerName   = "tls-server-name"
+	flagACLToken        = "acl-token"
+	flagACLTokenFile    = "acl-token-file"
+	flagACLReadToken    = "acl-read-token"
 )
 
 // envName is the environment variable for a flag: KELPIE_HTTP_PORT for
@@ -77,6 +85,20 @@ func agentFlags() []cli.Flag {
 			Usage: "most actors this node hosts (0 = unlimited)"},
 		&cli.StringSliceFlag{Name: flagLabel, EnvVars: env(flagLabel),
 			Usage: "placement label k=v advertised by this node; repeatable"},
+		&cli.StringFlag{Name: flagEncrypt, EnvVars: env(flagEncrypt),
+			Usage: "gossip encryption key (base64 of 16, 24 or 32 bytes); seeds the keyring kept in the data dir"},
+		&cli.StringFlag{Name: flagTLSCert, EnvVars: env(flagTLSCert), TakesFile: true,
+			Usage: "TLS certificate (PEM) for the HTTP API and node-to-node mTLS; reloaded on SIGHUP"},
+		&cli.StringFlag{Name: flagTLSKey, EnvVars: env(flagTLSKey), TakesFile: true, Usage: "TLS private key (PEM)"},
+		&cli.StringFlag{Name: flagTLSCA, EnvVars: env(flagTLSCA), TakesFile: true, Usage: "CA certificate (PEM) that signed every node's certificate"},
+		&cli.StringFlag{Name: flagTLSServerName, EnvVars: env(flagTLSServerName), Value: "kelpie",
+			Usage: "DNS name every node certificate carries; nodes verify each other by it"},
+		&cli.StringFlag{Name: flagACLToken, EnvVars: env(flagACLToken),
+			Usage: "access token required by every write and internal endpoint (prefer --acl-token-file: flags show in ps)"},
+		&cli.StringFlag{Name: flagACLTokenFile, EnvVars: env(flagACLTokenFile), TakesFile: true,
+			Usage: "file holding the access token"},
+		&cli.StringFlag{Name: flagACLReadToken, EnvVars: env(flagACLReadToken),
+			Usage: "read-only token that opens the read endpoints"},
 		&cli.BoolFlag{Name: flagDev, EnvVars: env(flagDev),
 			Usage: "single-node development mode: --server --bootstrap-expect 1 --voters 1 and a temporary data dir (removed at exit) unless --data-dir is given"},
 	}
@@ -149,6 +171,23 @@ func optionsFromFlags(c *cli.Context) (*options, error) {
 			cfg.Labels = map[string]string{}
 		}
 		cfg.Labels[k] = v
+	}
+	cfg.EncryptKey = c.String(flagEncrypt)
+	cfg.TLS = cluster.TLSConfig{CertFile: c.String(flagTLSCert), KeyFile: c.String(flagTLSKey),
+		CAFile: c.String(flagTLSCA), ServerName: c.String(flagTLSServerName)}
+	cfg.ACLToken, cfg.ACLReadToken = c.String(flagACLToken), c.String(flagACLReadToken)
+	if f := c.String(flagACLTokenFile); f != "" {
+		if cfg.ACLToken != "" {
+			return nil, usagef("--%s and --%s are exclusive", flagACLToken, flagACLTokenFile)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usagef("--%s: %v", flagACLTokenFile, err)
+		}
+		cfg.ACLToken = strings.TrimSpace(string(b))
+		if cfg.ACLToken == "" {
+			return nil, usagef("--%s %s is empty", flagACLTokenFile, f)
+		}
 	}
 	o.activationLog = c.String(flagActivationLog)
 	if o.activationLog == "" && cfg.DataDir != "" {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -40,6 +41,9 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
+	// Everything kelpied writes (Raft log, snapshots, keyring, activation
+	// log) is for its own eyes: files 0600, directories 0700.
+	syscall.Umask(0o077)
 	os.Exit(run(os.Args))
 }
 
