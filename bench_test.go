@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"sync/atomic"
+
 	"context"
 	"fmt"
+	"github.com/kelpie/cluster/consensus"
 	"sort"
 	"strconv"
 	"sync"
@@ -197,6 +200,101 @@ func BenchmarkMigration(b *testing.B) {
 				total += l
 			}
 			b.ReportMetric(float64(len(lat))/total.Seconds(), "migrations/s")
+		})
+	}
+}
+
+// BenchmarkPlaceThroughput: library Place calls on the leader of 3 voters
+// with real TCP transport and raft-wal stores (fsync on), at several
+// numbers of requests in flight. Compare with consensus'
+// BenchmarkRaftBaseline in the same run (disk speed varies between runs).
+func BenchmarkPlaceThroughput(b *testing.B) {
+	for _, inflight := range []int{1, 16, 64, 256, 4096} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			var nodes []*Node
+			var seed string
+			for i := 1; i <= 3; i++ {
+				cfg := TestConfig()
+				cfg.Raft = consensus.DefaultConfig()
+				cfg.NodeID, cfg.BindAddr = fmt.Sprintf("p%d", i), allocIP()
+				cfg.HTTPPort, cfg.GossipPort, cfg.RaftPort = DefaultHTTPPort, DefaultGossipPort, DefaultRaftPort
+				cfg.Server, cfg.BootstrapExpect = true, 3
+				cfg.DataDir = b.TempDir()
+				cfg.QuorumTimeout = 30 * time.Second
+				n, err := New(cfg, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := n.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { n.Close() })
+				if i == 1 {
+					seed = n.GossipAddr()
+				}
+				nodes = append(nodes, n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for i, n := range nodes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var seeds []string
+					if i > 0 {
+						seeds = []string{seed}
+					}
+					if err := n.Join(ctx, seeds); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			var leader *Node
+			for leader == nil && ctx.Err() == nil {
+				for _, n := range nodes {
+					if n.raft.IsLeader() && n.LeaseRemaining() > 0 {
+						leader = n
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for _, n := range nodes {
+				for n.LeaseRemaining() == 0 && ctx.Err() == nil {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			lat := make([]time.Duration, b.N)
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			var cw sync.WaitGroup
+			for c := 0; c < inflight; c++ {
+				cw.Add(1)
+				go func() {
+					defer cw.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						t0 := time.Now()
+						if _, err := leader.Place(context.Background(), fmt.Sprintf("a%d-%d", inflight, i), PlaceOptions{}); err != nil {
+							b.Error(err)
+							return
+						}
+						lat[i] = time.Since(t0)
+					}
+				}()
+			}
+			cw.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "placements/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
 }
