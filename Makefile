@@ -41,8 +41,17 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
+# The fault-injection scenarios (integration/nemesis_test.go) run with fixed
+# seeds. make integration SEED=… overrides them; DURATION=… (e.g. 5m) runs only
+# TestNemesis_MixedRandom, with a random schedule that long drawn from SEED
+# (and no test timeout unless INTEGRATION_TIMEOUT is given).
+SEED     ?=
+DURATION ?=
+INTEGRATION_TIMEOUT ?= $(if $(DURATION),0,25m)
+INTEGRATION_RUN     ?= $(if $(DURATION),^TestNemesis_MixedRandom$$,.)
+
 integration:
-	$(GO) test -count=1 -timeout 15m ./integration/...
+	KELPIE_SEED=$(SEED) KELPIE_DURATION=$(DURATION) $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./integration/...
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -37,6 +37,7 @@ func (n *Node) routes() http.Handler {
 	n.placementRoutes(mux)
 	n.migrationRoutes(mux)
 	n.keyringRoutes(mux)
+	n.agentRoutes(mux)
 	for pattern, h := range n.cfg.Handlers {
 		mux.Handle(pattern, h)
 	}

@@ -7,6 +7,7 @@
 //	TestProcessFullRestart        127.0.0.160-162
 //	TestProcessFullRestartGraceful 127.0.0.163-165
 //	TestKelpiectlSmoke            127.0.0.170-171
+//	TestKelpiectlVerbs            127.0.0.180-189
 package integration
 
 import (

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,9 +26,13 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name:      "status",
-			Usage:     "show the node's own status: role, readiness, leader, term, epoch, voters",
-			UsageText: "kelpiectl [global flags] status\n\nExample:\n   kelpiectl --addr http://127.0.0.11:7500 status --format json",
-			Action:    cmdStatus,
+			Usage:     "show the node's own status: role, readiness, leader, term, epoch, commit index, voters and their health, members, lease",
+			UsageText: "kelpiectl [global flags] status\n\nExamples:\n   kelpiectl status\n   kelpiectl --addr http://127.0.0.11:7500 status --format json",
+			Description: "The table adds, from other endpoints, the members by committed status\n" +
+				"(/v1/members), the voters' health (/v1/voters, asked of the leader) and\n" +
+				"the node's membership lease (/metrics); the JSON output is the /v1/status\n" +
+				"document unchanged.",
+			Action: cmdStatus,
 		},
 		{
 			Name:  "members",
@@ -61,13 +67,19 @@ func commands() []*cli.Command {
 			UsageText: "kelpiectl [global flags] leader\n\nExample:\n   kelpiectl leader --format json",
 			Action:    cmdLeader,
 		},
-		{
-			Name:  "voters",
-			Usage: "show the Raft configuration (voters and standbys) and, from the leader, their health",
-			UsageText: "kelpiectl [global flags] voters\n\n" +
-				"Example:\n   kelpiectl --addr http://127.0.0.12:7500 voters",
-			Action: cmdVoters,
-		},
+		votersCommand(),
+		placeCommand(),
+		lookupCommand(),
+		placementsCommand(),
+		releaseCommand(),
+		invokeCommand(),
+		migrateCommand(),
+		migrationsCommand(),
+		drainCommand(),
+		leaveCommand(),
+		snapshotCommand(),
+		keyringCommand(),
+		completionCommand(),
 		{
 			Name:  "version",
 			Usage: "print the kelpiectl version and the version of the agent at --addr",
@@ -85,12 +97,74 @@ func setup(c *cli.Context) (globals, *cluster.Client, error) {
 	if err != nil {
 		return g, nil, err
 	}
-	cl, err := cluster.NewClient(g.addr, &http.Client{})
+	hc, err := httpClient(g.tls)
+	if err != nil {
+		return g, nil, err
+	}
+	addr := g.addr
+	if g.tls.enabled() && !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	cl, err := cluster.NewClient(addr, hc)
 	if err != nil {
 		return g, nil, usagef("--%s %q: %v", flagAddr, g.addr, err)
 	}
 	cl.SetToken(g.token)
 	return g, cl, nil
+}
+
+// clientFor is a client for another node (e.g. the leader) with the same
+// settings.
+func clientFor(g globals, addr string) (*cluster.Client, error) {
+	hc, err := httpClient(g.tls)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(addr, "://") {
+		scheme := "http://"
+		if g.tls.enabled() || strings.HasPrefix(g.addr, "https://") {
+			scheme = "https://"
+		}
+		addr = scheme + addr
+	}
+	cl, err := cluster.NewClient(addr, hc)
+	if err != nil {
+		return nil, err
+	}
+	cl.SetToken(g.token)
+	return cl, nil
+}
+
+// httpClient builds the HTTP client, with TLS settings if given.
+func httpClient(t tlsFlags) (*http.Client, error) {
+	if !t.enabled() {
+		return &http.Client{}, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.caCert != "" || t.serverNameSet {
+		cfg.ServerName = t.serverName
+	}
+	if t.caCert != "" {
+		pem, err := os.ReadFile(t.caCert)
+		if err != nil {
+			return nil, usagef("--%s: %v", flagCACert, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--%s %s: no PEM certificate in it", flagCACert, t.caCert)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.clientCert != "" {
+		cert, err := tls.LoadX509KeyPair(t.clientCert, t.clientKey)
+		if err != nil {
+			return nil, usagef("--%s/--%s: %v", flagClientCert, flagClientKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr}, nil
 }
 
 // call runs one request under --timeout.
@@ -110,6 +184,12 @@ func opError(ctx context.Context, g globals, err error) error {
 	var ae *cluster.APIError
 	switch {
 	case errors.As(err, &ae):
+		switch {
+		case ae.StatusCode == http.StatusUnauthorized, ae.StatusCode == http.StatusForbidden:
+			return fmt.Errorf("access denied by %s: %s (check --token or KELPIE_TOKEN)", g.addr, ae.Error())
+		case ae.StatusCode == http.StatusBadRequest && strings.Contains(ae.Error(), "HTTP request to an HTTPS server"):
+			return fmt.Errorf("%s serves HTTPS: use an https:// address or --ca-cert", g.addr)
+		}
 		return errors.New(ae.Error())
 	case ctx.Err() != nil:
 		return errors.New("interrupted")
@@ -135,7 +215,7 @@ func cmdStatus(c *cli.Context) error {
 	if g.format == "json" {
 		return printJSON(s)
 	}
-	return printStatus(s)
+	return printStatus(s, statusExtras(c, g, cl, s))
 }
 
 func cmdMembers(c *cli.Context) error {

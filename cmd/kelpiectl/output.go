@@ -48,7 +48,7 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func printStatus(s *cluster.Status) error {
+func printStatus(s *cluster.Status, x extras) error {
 	w := newTable()
 	leader := "none known"
 	if s.Leader.Known {
@@ -87,7 +87,23 @@ func printStatus(s *cluster.Status) error {
 		}
 		row(w, "Raft servers", strings.Join(vs, ", "))
 	}
-	row(w, "Members", strconv.Itoa(s.Members))
+	if x.voters != nil && x.voters.Health != nil {
+		row(w, "Voters", voterHealth(x.voters))
+		row(w, "Failure tolerance", strconv.Itoa(x.voters.Health.FailureTolerance))
+	}
+	if x.members != nil {
+		row(w, "Members", membersSummary(x.members))
+	} else {
+		row(w, "Members", strconv.Itoa(s.Members))
+	}
+	lease := ""
+	if x.leaseOK {
+		lease = x.lease.Round(100*time.Millisecond).String() + " remaining"
+		if x.lease <= 0 {
+			lease = "expired or not held"
+		}
+	}
+	row(w, "Lease", lease)
 	row(w, "Gossip drops", u64(s.GossipDrops))
 	return w.Flush()
 }

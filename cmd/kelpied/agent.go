@@ -20,6 +20,7 @@ import (
 
 	cluster "github.com/kelpie/cluster"
 	"github.com/kelpie/cluster/internal/demohost"
+	"github.com/kelpie/cluster/metrics"
 )
 
 const (
@@ -77,6 +78,11 @@ func runAgent(ctx context.Context, o *options) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	// raft, serf and memberlist report through the process-global go-metrics
+	// handler; bridge it into this registry (once per process).
+	if err := metrics.InstallGoMetrics(reg); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	cfg.Registry = reg
 	cfg.Logger = logger
 
@@ -127,27 +133,34 @@ func runAgent(ctx context.Context, o *options) error {
 		joinLoop(joinCtx, node, o.seeds, logger)
 	}()
 
+	leftViaAPI := false
 	select {
 	case s := <-sigCh:
 		logger.Info("signal received; leaving the cluster", "signal", s.String(), "timeout", leaveTimeout)
 	case <-ctx.Done():
 		logger.Info("stopping; leaving the cluster", "timeout", leaveTimeout)
+	case <-node.LeftCh():
+		// POST /v1/agent/leave (kelpiectl leave): the node has already left.
+		leftViaAPI = true
+		logger.Info("left the cluster through the API; stopping")
 	}
 	cancelJoin()
 	<-joinDone
 
-	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), leaveTimeout)
-	leaveErr := make(chan error, 1)
-	go func() { leaveErr <- node.Leave(leaveCtx) }()
-	select {
-	case err := <-leaveErr:
-		if err != nil {
-			logger.Warn("graceful leave failed; peers will see this node fail", "err", err)
+	if !leftViaAPI {
+		leaveCtx, cancelLeave := context.WithTimeout(context.Background(), leaveTimeout)
+		leaveErr := make(chan error, 1)
+		go func() { leaveErr <- node.Leave(leaveCtx) }()
+		select {
+		case err := <-leaveErr:
+			if err != nil {
+				logger.Warn("graceful leave failed; peers will see this node fail", "err", err)
+			}
+		case s := <-sigCh:
+			logger.Warn("second signal; closing without a graceful leave", "signal", s.String())
 		}
-	case s := <-sigCh:
-		logger.Warn("second signal; closing without a graceful leave", "signal", s.String())
+		cancelLeave()
 	}
-	cancelLeave()
 	if err := node.Close(); err != nil {
 		logger.Warn("close", "err", err)
 	}
