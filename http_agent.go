@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
@@ -40,30 +39,11 @@ func (n *Node) agentRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /v1/snapshot", n.handleSnapshotRestore)
 }
 
-// leftSignal is closed once this node has left through the API. It lives
-// outside Node (keyed by the boot ID, which is unique per Node value) so that
-// the operator endpoints stay in their own file; entries are small and are
-// only created for nodes that are asked for LeftCh or leave via the API.
-type leftSignal struct {
-	once sync.Once
-	ch   chan struct{}
-}
-
-var leftSignals sync.Map // boot ID → *leftSignal
-
-func (n *Node) leftSignal() *leftSignal {
-	if v, ok := leftSignals.Load(n.boot); ok {
-		return v.(*leftSignal)
-	}
-	v, _ := leftSignals.LoadOrStore(n.boot, &leftSignal{ch: make(chan struct{})})
-	return v.(*leftSignal)
-}
-
 // LeftCh is closed after this node has left the cluster gracefully because
 // an operator asked it to through the HTTP API (POST /v1/agent/leave). The
 // embedding program should then Close the node and exit. A Leave called
 // directly by the program does not close it.
-func (n *Node) LeftCh() <-chan struct{} { return n.leftSignal().ch }
+func (n *Node) LeftCh() <-chan struct{} { return n.left }
 
 // handleAgentLeave makes this node leave gracefully (Leave: drain, commit
 // Left, leave gossip), answers, and then signals LeftCh. The leave runs to
@@ -81,8 +61,7 @@ func (n *Node) handleAgentLeave(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	s := n.leftSignal()
-	s.once.Do(func() { close(s.ch) })
+	n.leftOnce.Do(func() { close(n.left) })
 }
 
 // RemoveVoter takes server id out of the Raft configuration (voter or

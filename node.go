@@ -53,6 +53,8 @@ type Node struct {
 
 	events      chan ViewEvent
 	reconcileCh chan struct{}
+	left        chan struct{} // closed after an operator-requested leave (LeftCh)
+	leftOnce    sync.Once
 
 	lease    *holderLease    // this node's membership lease
 	leases   *leaderLeases   // grants, while leader
@@ -117,6 +119,7 @@ func New(cfg Config, host Host) (*Node, error) {
 		reg:         reg,
 		events:      make(chan ViewEvent, 64),
 		reconcileCh: make(chan struct{}, 1),
+		left:        make(chan struct{}),
 		lease:       newHolderLease(),
 		leases:      &leaderLeases{},
 		pcache:      newPlacementCache(100_000),
