@@ -109,6 +109,21 @@ func runAgent(ctx context.Context, o *options) error {
 	logger.Info("starting", "node", cfg.NodeID, "version", version, "server", cfg.Server,
 		"bootstrap_expect", cfg.BootstrapExpect, "voters", cfg.Voters.Voters, "seeds", o.seeds,
 		"data_dir", cfg.DataDir, "dev", o.dev)
+	// SIGHUP reloads the TLS certificate, key and CA files.
+	hupCh := make(chan os.Signal, 1)
+	signal.Notify(hupCh, syscall.SIGHUP)
+	defer signal.Stop(hupCh)
+	go func() {
+		for range hupCh {
+			if !cfg.TLS.Enabled() {
+				logger.Info("SIGHUP: nothing to reload (TLS is not configured)")
+				continue
+			}
+			if err := node.ReloadTLS(); err != nil {
+				logger.Error("SIGHUP: TLS reload failed; keeping the previous certificates", "err", err)
+			}
+		}
+	}()
 	if err := node.Start(ctx); err != nil {
 		_ = node.Close()
 		return fmt.Errorf("start: %w", err)
