@@ -317,10 +317,14 @@ func (c *Client) Migrations(ctx context.Context, state string) ([]MigrationInfo,
 	return r.Migrations, err
 }
 
-// Drain migrates every actor off node (POST /v1/nodes/{id}/drain).
+// Drain migrates every actor off node (POST /v1/nodes/{id}/drain). An
+// incomplete drain returns what it did together with an error, so that a
+// node forwarding the call can relay the result.
 func (c *Client) Drain(ctx context.Context, node string) (DrainResult, error) {
-	var r DrainResult
-	_, err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/drain", nil, &r)
+	r, err := c.DrainNode(ctx, node, 0)
+	if err == nil && len(r.Failed) > 0 {
+		err = fmt.Errorf("drain of %s: %d actors still there", node, len(r.Failed))
+	}
 	return r, err
 }
 

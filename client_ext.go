@@ -58,15 +58,9 @@ func (c *Client) DrainNode(ctx context.Context, node string, timeout time.Durati
 		return r, fmt.Errorf("decode POST %s: %w", path, err)
 	}
 	if r.Node == "" && resp.StatusCode == http.StatusConflict {
-		// A node that forwarded the drain relays the leader's 409 as an
-		// error body quoting the leader's answer (Client.Drain treats a
-		// 409 as an error); recover the result from the quote.
+		// A 409 that is not a drain result is an ordinary error answer.
 		var eb ErrorBody
-		if json.Unmarshal(b, &eb) == nil {
-			if quoted, ok := strings.CutPrefix(eb.Error, fmt.Sprintf("http %d: ", http.StatusConflict)); ok && json.Unmarshal([]byte(quoted), &r) == nil && r.Node != "" {
-				return r, nil
-			}
-		}
+		_ = json.Unmarshal(b, &eb)
 		return r, &APIError{StatusCode: resp.StatusCode, Body: eb}
 	}
 	return r, nil
