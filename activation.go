@@ -134,6 +134,12 @@ func (a *localActors) run(ctx context.Context, p placement.Placement, allowed fu
 			state = s.held
 		case s.fencedToken == token:
 			state = s.fenced // the same placement, resumed after a renewed lease
+		case p.Migration != 0 && s.fencedToken != 0:
+			// A migration away from here aborted before its handoff reached
+			// this node (a commit to here always stages first, so holdFor
+			// would match): the actor never ran elsewhere, so it continues
+			// with the state it had when this node fenced itself.
+			state = s.fenced
 		}
 		if err := a.host.Activate(ctx, actor, token, state); err != nil {
 			return fmt.Errorf("activate %s: %w", actor, err)

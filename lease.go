@@ -188,32 +188,50 @@ func (n *Node) fenceLoop() {
 // --- leader side ---
 
 // leaderLeases is the leader's record of grants, reset on every election.
+// Grants are per node incarnation: a node that rejoined as a new
+// incarnation renews its new lease, not the one that guarded its old
+// placements.
 type leaderLeases struct {
 	mu        sync.Mutex
 	electedAt time.Time
-	lastGrant map[string]time.Time
+	lastGrant map[leaseKey]time.Time
+}
+
+type leaseKey struct {
+	id          string
+	incarnation uint64
 }
 
 func (l *leaderLeases) reset(electedAt time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.electedAt = electedAt
-	l.lastGrant = map[string]time.Time{}
+	l.lastGrant = map[leaseKey]time.Time{}
 }
 
-func (l *leaderLeases) granted(id string, at time.Time) {
+func (l *leaderLeases) granted(id string, incarnation uint64, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lastGrant == nil {
-		l.lastGrant = map[string]time.Time{}
+		l.lastGrant = map[leaseKey]time.Time{}
 	}
-	l.lastGrant[id] = at
+	l.lastGrant[leaseKey{id, incarnation}] = at
 }
 
-func (l *leaderLeases) get(id string) (lastGrant, electedAt time.Time) {
+// get returns the last grant to (id, incarnation); incarnation 0 means the
+// latest grant to any incarnation of id.
+func (l *leaderLeases) get(id string, incarnation uint64) (lastGrant, electedAt time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lastGrant[id], l.electedAt
+	if incarnation != 0 {
+		return l.lastGrant[leaseKey{id, incarnation}], l.electedAt
+	}
+	for k, t := range l.lastGrant {
+		if k.id == id && t.After(lastGrant) {
+			lastGrant = t
+		}
+	}
+	return lastGrant, l.electedAt
 }
 
 // grantLease runs on the leader for a renewal request.
@@ -234,7 +252,7 @@ func (n *Node) grantLease(ctx context.Context, req leaseRequest) (leaseGrant, er
 		}
 		return leaseGrant{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
 	}
-	n.leases.granted(req.ID, time.Now())
+	n.leases.granted(req.ID, req.Incarnation, time.Now())
 	return leaseGrant{Term: n.raft.Stats().Term, Duration: n.cfg.Lease.Duration}, nil
 }
 

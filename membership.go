@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/internal/netx"
 	"github.com/kelpie/cluster/placement"
 )
 
@@ -203,7 +205,14 @@ func (n *Node) forward(ctx context.Context, call func(context.Context, *Client) 
 func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(context.Context, *Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	searchUntil := time.Now().Add(n.cfg.QuorumTimeout)
+	// A server forwards straight to the leader; a client's request may be
+	// forwarded once more by a server. Servers give up searching sooner so
+	// that their answer (no quorum) reaches a waiting client in time.
+	search := n.cfg.QuorumTimeout
+	if n.raft != nil {
+		search = search * 2 / 3
+	}
+	searchUntil := time.Now().Add(search)
 	var last error
 	for {
 		addr := n.forwardTarget()
@@ -218,6 +227,11 @@ func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(co
 				switch {
 				case errors.As(err, &nq):
 					return err
+				case isTransport(err) && !notSent(err):
+					// The request may have reached the leader and may still
+					// take effect: never report that as "no quorum" (a
+					// refusal) nor retry it.
+					return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 				case isTransport(err), errors.Is(err, ErrNotLeader), errors.Is(err, ErrNotReady):
 					last = err
 				default:
@@ -232,6 +246,17 @@ func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(co
 			return &NoQuorumError{Reachable: reach, Total: total, Cause: last}
 		}
 	}
+}
+
+// notSent reports whether a transport error proves the request never left
+// this node: the connection could not be made, or (in-process tests) the
+// fault filter refused the first write.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.As(err, &op) && op.Op == "write" && errors.Is(err, netx.ErrFiltered)
 }
 
 // forwardTarget is where forwarded writes go: the leader's HTTP address on a

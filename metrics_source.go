@@ -72,6 +72,6 @@ func (n *Node) MetricsLocalActors() int { return len(n.actors.active()) }
 
 // MetricsLastLeaseGrant implements metrics.Source.
 func (n *Node) MetricsLastLeaseGrant(member string) (time.Time, bool) {
-	g, _ := n.leases.get(member)
+	g, _ := n.leases.get(member, 0)
 	return g, !g.IsZero()
 }

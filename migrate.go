@@ -142,12 +142,17 @@ func (n *Node) drainLocal(ctx context.Context, node string) (DrainResult, error)
 		if len(ps) == 0 {
 			break
 		}
-		moved := n.migrateAway(ctx, ps, node)
+		moved, noTarget := n.migrateAway(ctx, ps, node)
 		res.Moved += moved
 		if moved == 0 {
-			// Nothing could move (no other eligible node, or every attempt
-			// aborted): try once more after a pause, then give up.
-			if round > 0 || !sleepCtx(ctx, 500*time.Millisecond) {
+			// Nothing moved this round. Migrations refused for a while
+			// (cooldown, one already running, an abort) are retried until
+			// ctx ends; only "no other node can take them" ends the drain
+			// early, after one more look.
+			if noTarget == len(ps) && round > 0 {
+				break
+			}
+			if !sleepCtx(ctx, 250*time.Millisecond) {
 				break
 			}
 		}
@@ -172,12 +177,11 @@ func ctxErrOr(ctx context.Context, err error) error {
 }
 
 // migrateAway migrates each placement off node concurrently and returns how
-// many committed.
-func (n *Node) migrateAway(ctx context.Context, ps []placement.Placement, node string) int {
+// many committed and how many found no target at all.
+func (n *Node) migrateAway(ctx context.Context, ps []placement.Placement, node string) (moved, noTarget int) {
 	sem := make(chan struct{}, n.cfg.DrainConcurrency)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	moved := 0
 	for _, p := range ps {
 		if p.State == placement.StateMigrating {
 			continue
@@ -186,7 +190,7 @@ func (n *Node) migrateAway(ctx context.Context, ps []placement.Placement, node s
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			wg.Wait()
-			return moved
+			return moved, noTarget
 		}
 		wg.Add(1)
 		go func(p placement.Placement) {
@@ -195,6 +199,9 @@ func (n *Node) migrateAway(ctx context.Context, ps []placement.Placement, node s
 			to, err := placement.Choose(placement.Request{Actor: p.Actor}, n.placementNodes(n.fsm.View()), n.fsm.PlacementCount)
 			if err != nil {
 				n.logger.Warn("drain: no target", "actor", p.Actor, "err", err)
+				mu.Lock()
+				noTarget++
+				mu.Unlock()
 				return
 			}
 			out, err := n.coord.Migrate(ctx, p.Actor, to)
@@ -206,7 +213,7 @@ func (n *Node) migrateAway(ctx context.Context, ps []placement.Placement, node s
 		}(p)
 	}
 	wg.Wait()
-	return moved
+	return moved, noTarget
 }
 
 // --- migration.Log over Raft ---

@@ -64,9 +64,15 @@ func TestMigrationAtomicity_Basic(t *testing.T) {
 	if _, err := tc.node("c1").serveInvoke(context.Background(), "mover", p.Token, []byte(`{"op":"get"}`)); err == nil {
 		t.Fatal("source served the old token after migrating away")
 	}
-	ms, err := tc.node("c1").Migrations(context.Background(), "committed")
-	if err != nil || len(ms) != 1 || ms[0].Actor != "mover" || ms[0].Checksum == "" {
-		t.Fatalf("migrations: %+v %v", ms, err)
+	// A client reads from any server, whose replica may lag the commit by
+	// a heartbeat: wait for it (client reads are eventually consistent).
+	var ms []MigrationInfo
+	waitFor(t, 5*time.Second, "committed migration visible from a client", func() bool {
+		ms, _ = tc.node("c1").Migrations(context.Background(), "committed")
+		return len(ms) == 1
+	})
+	if ms[0].Actor != "mover" || ms[0].Checksum == "" {
+		t.Fatalf("migrations: %+v", ms)
 	}
 	if _, err := via.Migrations(context.Background(), "bogus"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("bad state filter: %v", err)

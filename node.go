@@ -85,6 +85,9 @@ type Node struct {
 	}
 }
 
+// peerConnectTimeout bounds connection set-up to another node (LAN).
+const peerConnectTimeout = time.Second
+
 // ViewEvent is delivered on Events() for every committed view change this
 // node observes.
 type ViewEvent struct {
@@ -134,7 +137,14 @@ func New(cfg Config, host Host) (*Node, error) {
 	}}
 	dialer := &netx.Dialer{SourceIP: cfg.BindAddr, Filter: cfg.Filter}
 	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
+		// Connecting is bounded on its own: an unreachable peer fails fast
+		// as "not sent" (so forwarding may retry or report no quorum)
+		// instead of using up the whole request deadline.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, peerConnectTimeout)
+			defer cancel()
+			return dialer.DialContext(ctx, network, addr)
+		},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 	}

@@ -208,7 +208,7 @@ func (n *Node) placeBatch(ctx context.Context, batch []placeReq) {
 			continue
 		}
 		if o, ok := n.fsm.Orphan(r.actor); ok {
-			lastGrant, elected := n.leases.get(o.Node)
+			lastGrant, elected := n.leases.get(o.Node, o.Incarnation)
 			if !n.cfg.Lease.SurelyExpired(lastGrant, elected, now) {
 				wait := n.cfg.Lease.SurelyExpiredAt(lastGrant, elected).Sub(now)
 				r.reply <- placeReply{err: &LeasePendingError{Actor: r.actor, Node: o.Node, RetryAfter: wait}}
@@ -260,7 +260,7 @@ func (n *Node) placementNodes(v consensus.View) []placement.NodeInfo {
 		if !ok || g.Tags.Boot != m.Boot || g.Status.String() != "alive" {
 			continue
 		}
-		lastGrant, elected := n.leases.get(m.ID)
+		lastGrant, elected := n.leases.get(m.ID, m.Incarnation)
 		fresh := now.Sub(lastGrant) < n.cfg.Lease.Duration || now.Sub(elected) < n.cfg.Lease.Duration
 		info := placement.NodeInfo{ID: m.ID, Zone: m.Zone, Active: fresh, Labels: parseLabels(g.Tags.Labels)}
 		if g.Tags.Capacity != "" {

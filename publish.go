@@ -43,11 +43,22 @@ func (n *Node) caughtUp() bool {
 func (n *Node) publishLoop() {
 	tick := time.NewTicker(100 * time.Millisecond) // re-checks caughtUp for servers with nothing new to apply
 	defer tick.Stop()
+	var incarnation uint64 // this process's incarnation in the view
 	for {
 		v, ch := n.source()
 		if n.caughtUp() && v.Index > 0 && n.pub.offer(v) {
 			n.metrics.ObserveView(v)
 			n.pcache.invalidate(v)
+			if m, ok := v.Member(n.cfg.NodeID); ok && m.Boot == n.boot && m.Incarnation != incarnation {
+				if incarnation != 0 {
+					// We were committed Failed and rejoined: every placement of
+					// the old incarnation was released, so nothing activated
+					// under it may keep running here.
+					count := n.actors.deactivateAll(n.ctx, "rejoined as a new incarnation")
+					n.logger.Warn("rejoined as a new incarnation; dropped the old incarnation's actors", "incarnation", m.Incarnation, "actors", count)
+				}
+				incarnation = m.Incarnation
+			}
 			select {
 			case n.events <- ViewEvent{View: v.Clone()}:
 			default:

@@ -179,7 +179,7 @@ func applyMigrationAbort(tab *placement.Table, ms *migState, v View, c Migration
 		} else {
 			// The source is gone: leave the actor re-placeable once the
 			// source's lease has surely expired.
-			tab.Orphan(placement.Orphan{Actor: c.Actor, Node: p.Node, Token: p.Token, Since: index})
+			tab.Orphan(placement.Orphan{Actor: c.Actor, Node: p.Node, Token: p.Token, Since: index, Incarnation: p.Incarnation})
 		}
 	}
 	ms.finish(m)

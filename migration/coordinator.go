@@ -172,6 +172,10 @@ func (c *Coordinator) Migrate(ctx context.Context, actor, to string) (Outcome, e
 		return Outcome{}, err
 	}
 	out.Record = r
+	// Once started, the migration runs to its end even if the caller goes
+	// away: abandoning it would leave the actor Migrating until a leader
+	// change. Every phase is bounded by PhaseTimeout instead.
+	ctx = context.WithoutCancel(ctx)
 	c.hook(c.cfg.Hooks.AfterStart, r)
 
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)

@@ -117,6 +117,10 @@ type Orphan struct {
 	Token uint64 `json:"token"`
 	// Since is the Raft index of the commit that released the actor.
 	Since uint64 `json:"since"`
+	// Incarnation is the node incarnation that held the placement: only
+	// that incarnation's lease guards the actor (a node that rejoined as a
+	// new incarnation does not keep it alive).
+	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 
 // Validate checks non-empty, valid UTF-8 actor and node and non-zero token

@@ -167,7 +167,7 @@ func (t *Table) ReleaseNode(node string, index uint64) []Orphan {
 	out := make([]Orphan, 0, len(set))
 	for actor := range set {
 		p := t.placements[actor]
-		out = append(out, Orphan{Actor: actor, Node: node, Token: p.Token, Since: index})
+		out = append(out, Orphan{Actor: actor, Node: node, Token: p.Token, Since: index, Incarnation: p.Incarnation})
 	}
 	sortOrphans(out)
 	delete(t.byNode, node)

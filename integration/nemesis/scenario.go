@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -77,7 +78,18 @@ func Run(t *testing.T, bin string, sc Scenario) {
 			keepArtifacts(dir, out, strings.ReplaceAll(t.Name(), "/", "_"))
 		}
 		if t.Failed() {
-			t.Logf("run directory kept for inspection: %s (history %s, node logs %s/*/kelpied.log)", dir, filepath.Join(dir, "history.jsonl"), dir)
+			// Keep the history, the logs and the activation logs; the Raft
+			// data dirs (preallocated 64 MiB WAL segments) only on request.
+			what := "Raft data dirs removed; KELPIE_NEMESIS_KEEP_DATA=1 keeps them"
+			if os.Getenv("KELPIE_NEMESIS_KEEP_DATA") == "1" {
+				what = "Raft data dirs kept"
+			} else {
+				datas, _ := filepath.Glob(filepath.Join(dir, "*", "data"))
+				for _, d := range datas {
+					os.RemoveAll(d)
+				}
+			}
+			t.Logf("run directory kept for inspection: %s (history %s, node logs %s/*/kelpied.log; %s)", dir, filepath.Join(dir, "history.jsonl"), dir, what)
 			return
 		}
 		os.RemoveAll(dir)
@@ -155,6 +167,7 @@ func Run(t *testing.T, bin string, sc Scenario) {
 		wl.Mix = sc.Mix
 	}
 	wl.Start()
+	defer wl.Stop() // on an early exit; Stop is idempotent
 	env := &Env{C: c, Net: network, Rec: rec, Obs: obs, Rand: rand.New(rand.NewSource(sc.Seed)), Logf: t.Logf, down: map[string]string{}}
 	faultStart := time.Now()
 	schedErr := env.RunSchedule(context.Background(), faultStart, sc.Steps)
@@ -192,13 +205,15 @@ func Run(t *testing.T, bin string, sc Scenario) {
 	if via == "" {
 		via = c.Names()[0]
 	}
+	var reads sync.WaitGroup
 	for i := 0; i < wl.Counters; i++ {
-		for attempt := 0; attempt < 1; attempt++ {
-			if o := wl.DoWithin(finalReadTO, FinalProcess, OpGet, CounterActor(i), via, "", false); o.Result == ResultOK {
-				break
-			}
-		}
+		reads.Add(1)
+		go func() {
+			defer reads.Done()
+			wl.DoWithin(finalReadTO, FinalProcess, OpGet, CounterActor(i), via, "", false)
+		}()
 	}
+	reads.Wait()
 	final.Placements = settledPlacements(obs, c, 20*time.Second)
 	if leader != "" {
 		if v, ok := obs.ObserveView(context.Background(), c.Node(leader)); ok {

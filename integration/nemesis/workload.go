@@ -122,14 +122,13 @@ func (w *Workload) worker(ctx context.Context, id int, r *rand.Rand) {
 			target = names[r.Intn(len(names))]
 		}
 		consistent := r.Intn(2) == 0
-		w.Do(ctx, id, kind, actor, node, target, consistent)
+		w.Do(id, kind, actor, node, target, consistent)
 	}
 }
 
 // Do runs one operation with the workload's deadline for its kind and
-// records it. The deadline is not tied to ctx: stopping the workload lets
-// in-flight operations finish.
-func (w *Workload) Do(_ context.Context, process int, kind, actor, node, target string, consistent bool) Op {
+// records it. Stopping the workload lets in-flight operations finish.
+func (w *Workload) Do(process int, kind, actor, node, target string, consistent bool) Op {
 	timeout := w.CallTimeout
 	switch kind {
 	case OpIncr, OpGet:
