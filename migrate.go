@@ -28,6 +28,10 @@ type DrainResult struct {
 	Moved    int      `json:"moved"`
 	Failed   []string `json:"failed,omitempty"` // actors still on the node
 	Duration string   `json:"duration"`
+	// Error and Code are set when the drain is incomplete (HTTP 409), as in
+	// every error answer.
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
 }
 
 // Migrate moves actor to node to (G7): committed with the actor active on
@@ -448,6 +452,7 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	if err != nil {
 		code = http.StatusConflict
+		res.Error, res.Code = err.Error(), "drain_incomplete"
 	}
 	writeJSON(w, code, res)
 }
