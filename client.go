@@ -321,7 +321,13 @@ func (c *Client) Migrations(ctx context.Context, state string) ([]MigrationInfo,
 // incomplete drain returns what it did together with an error, so that a
 // node forwarding the call can relay the result.
 func (c *Client) Drain(ctx context.Context, node string) (DrainResult, error) {
-	r, err := c.DrainNode(ctx, node, 0)
+	// Pass our remaining time on, less a margin for the answer to come
+	// back, so the server stops draining before we stop waiting.
+	var budget time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		budget = max(time.Until(dl)-500*time.Millisecond, 100*time.Millisecond)
+	}
+	r, err := c.DrainNode(ctx, node, budget)
 	if err == nil && len(r.Failed) > 0 {
 		err = fmt.Errorf("drain of %s: %d actors still there", node, len(r.Failed))
 	}

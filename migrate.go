@@ -95,7 +95,7 @@ func (n *Node) Drain(ctx context.Context, node string) (DrainResult, error) {
 		return n.drainLocal(ctx, node)
 	}
 	var out DrainResult
-	err := n.forward(ctx, func(ctx context.Context, c *Client) error {
+	err := n.forwardFor(ctx, n.cfg.QuorumTimeout+n.cfg.DrainTimeout, func(ctx context.Context, c *Client) error {
 		r, err := c.Drain(ctx, node)
 		out = r
 		return err

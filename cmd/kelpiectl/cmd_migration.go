@@ -137,6 +137,9 @@ func drainCommand() *cli.Command {
 	}
 }
 
+// singlePassBudget bounds a drain without --wait on the server.
+const singlePassBudget = 2 * time.Second
+
 func cmdDrain(c *cli.Context) error {
 	args, err := needArgs(c, "NODE")
 	if err != nil {
@@ -160,6 +163,11 @@ func cmdDrain(c *cli.Context) error {
 		budget := time.Until(deadlineOf(ctx)) - time.Second
 		if budget <= 0 {
 			break
+		}
+		if !c.Bool("wait") && budget > singlePassBudget {
+			// Without --wait: one short pass; the server retries refused
+			// migrations only within it.
+			budget = singlePassBudget
 		}
 		res, err := cl.DrainNode(ctx, node, budget)
 		if err != nil {
