@@ -76,14 +76,22 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 	start := time.Now()
 	var res PlaceResult
 	var err error
-	if n.raft != nil && n.raft.IsLeader() {
-		res, err = n.placeLocal(ctx, actor, opts)
-	} else {
-		err = n.forward(ctx, func(ctx context.Context, c *Client) error {
+	forward := func() error {
+		return n.forward(ctx, func(ctx context.Context, c *Client) error {
 			r, err := c.Place(ctx, actor, opts)
 			res = r
 			return err
 		})
+	}
+	if n.raft != nil && n.raft.IsLeader() {
+		res, err = n.placeLocal(ctx, actor, opts)
+		// Leadership ended while the request was queued or committing:
+		// Place is idempotent, so ask the new leader.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, ErrNotLeader) || errors.Is(err, context.Canceled)) {
+			res, err = PlaceResult{}, forward()
+		}
+	} else {
+		err = forward()
 	}
 	n.metrics.PlacementRequest(outcomeOf(err), time.Since(start))
 	if err == nil {
