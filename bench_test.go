@@ -118,58 +118,9 @@ func (h *blobHost) Invoke(_ context.Context, actor string, _ uint64, _ []byte) (
 func BenchmarkMigration(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("state=%dKiB", size>>10), func(b *testing.B) {
-			var nodes []*Node
-			ids := []string{"m1", "m2", "m3"}
-			var seed string
-			for i, id := range ids {
-				cfg := TestConfig()
-				cfg.NodeID, cfg.BindAddr = id, allocIP()
-				cfg.HTTPPort, cfg.GossipPort, cfg.RaftPort = DefaultHTTPPort, DefaultGossipPort, DefaultRaftPort
-				cfg.Server, cfg.BootstrapExpect = true, 3
-				n, err := New(cfg, &blobHost{state: map[string][]byte{}, size: size})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := n.Start(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { n.Close() })
-				if i == 0 {
-					seed = n.GossipAddr()
-				}
-				nodes = append(nodes, n)
-			}
+			leader := benchCluster(b, "m", func(*Config) Host { return &blobHost{state: map[string][]byte{}, size: size} }, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			var wg sync.WaitGroup
-			for i, n := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var seeds []string
-					if i > 0 {
-						seeds = []string{seed}
-					}
-					if err := n.Join(ctx, seeds); err != nil {
-						b.Error(err)
-					}
-				}()
-			}
-			wg.Wait()
-			var leader *Node
-			for leader == nil {
-				for _, n := range nodes {
-					if n.raft.IsLeader() && n.LeaseRemaining() > 0 {
-						leader = n
-					}
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			for _, n := range nodes {
-				for n.LeaseRemaining() == 0 {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
 			if _, err := leader.Place(ctx, "blob", PlaceOptions{Prefer: "m2"}); err != nil {
 				b.Fatal(err)
 			}
@@ -211,60 +162,11 @@ func BenchmarkMigration(b *testing.B) {
 func BenchmarkPlaceThroughput(b *testing.B) {
 	for _, inflight := range []int{1, 16, 64, 256, 4096} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			var nodes []*Node
-			var seed string
-			for i := 1; i <= 3; i++ {
-				cfg := TestConfig()
+			leader := benchCluster(b, "p", func(*Config) Host { return nil }, func(cfg *Config) {
 				cfg.Raft = consensus.DefaultConfig()
-				cfg.NodeID, cfg.BindAddr = fmt.Sprintf("p%d", i), allocIP()
-				cfg.HTTPPort, cfg.GossipPort, cfg.RaftPort = DefaultHTTPPort, DefaultGossipPort, DefaultRaftPort
-				cfg.Server, cfg.BootstrapExpect = true, 3
 				cfg.DataDir = b.TempDir()
 				cfg.QuorumTimeout = 30 * time.Second
-				n, err := New(cfg, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := n.Start(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { n.Close() })
-				if i == 1 {
-					seed = n.GossipAddr()
-				}
-				nodes = append(nodes, n)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			var wg sync.WaitGroup
-			for i, n := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var seeds []string
-					if i > 0 {
-						seeds = []string{seed}
-					}
-					if err := n.Join(ctx, seeds); err != nil {
-						b.Error(err)
-					}
-				}()
-			}
-			wg.Wait()
-			var leader *Node
-			for leader == nil && ctx.Err() == nil {
-				for _, n := range nodes {
-					if n.raft.IsLeader() && n.LeaseRemaining() > 0 {
-						leader = n
-					}
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			for _, n := range nodes {
-				for n.LeaseRemaining() == 0 && ctx.Err() == nil {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
+			})
 			lat := make([]time.Duration, b.N)
 			var next atomic.Int64
 			b.ResetTimer()
@@ -297,4 +199,69 @@ func BenchmarkPlaceThroughput(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// benchCluster starts three bootstrap-expect servers (prefix1..3) on their
+// own loopback IPs, waits until they are joined and hold leases, and returns
+// the leader. mutate adjusts each config; host makes each node's host.
+func benchCluster(b *testing.B, prefix string, host func(*Config) Host, mutate func(*Config)) *Node {
+	b.Helper()
+	var nodes []*Node
+	var seed string
+	for i := 1; i <= 3; i++ {
+		cfg := TestConfig()
+		cfg.NodeID, cfg.BindAddr = fmt.Sprintf("%s%d", prefix, i), allocIP()
+		cfg.HTTPPort, cfg.GossipPort, cfg.RaftPort = DefaultHTTPPort, DefaultGossipPort, DefaultRaftPort
+		cfg.Server, cfg.BootstrapExpect = true, 3
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		n, err := New(cfg, host(&cfg))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Close() })
+		if i == 1 {
+			seed = n.GossipAddr()
+		}
+		nodes = append(nodes, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var seeds []string
+			if i > 0 {
+				seeds = []string{seed}
+			}
+			if err := n.Join(ctx, seeds); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	var leader *Node
+	for leader == nil && ctx.Err() == nil {
+		for _, n := range nodes {
+			if n.raft.IsLeader() && n.LeaseRemaining() > 0 {
+				leader = n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, n := range nodes {
+		for n.LeaseRemaining() == 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if leader == nil {
+		b.Fatal("no leader with a lease within 60s")
+	}
+	return leader
 }
