@@ -72,6 +72,8 @@ func (n *Node) Invoke(ctx context.Context, actor string, req []byte) (InvokeResu
 func retryable(err error) bool {
 	var nq *NoQuorumError
 	switch {
+	case errors.Is(err, errPlacementUnsettled):
+		return true
 	case errors.Is(err, ErrUnknownOutcome), errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrNoHost):
 		return false
 	case errors.Is(err, ErrStaleToken), errors.Is(err, ErrNotOwner), errors.Is(err, ErrNotPlaced),
@@ -84,6 +86,10 @@ func retryable(err error) bool {
 }
 
 var errOwnerUnreachable = errors.New("owner unreachable")
+
+// errPlacementUnsettled: placing the actor on demand ended with an unknown
+// outcome; the invocation did not run and may be retried.
+var errPlacementUnsettled = errors.New("placement not settled")
 
 func (n *Node) invokeOnce(ctx context.Context, actor string, req []byte) (InvokeResult, error) {
 	p, err := n.ownerOf(ctx, actor)
@@ -115,6 +121,11 @@ func (n *Node) ownerOf(ctx context.Context, actor string) (placement.Placement, 
 	}
 	pr, err := n.Place(ctx, actor, PlaceOptions{})
 	if err != nil {
+		if errors.Is(err, ErrUnknownOutcome) {
+			// The request itself has not run; only the placement is
+			// unsettled, and Place is idempotent.
+			return placement.Placement{}, fmt.Errorf("%w: %v", errPlacementUnsettled, err)
+		}
 		return placement.Placement{}, err
 	}
 	return pr.Placement, nil

@@ -289,8 +289,9 @@ func (n *Node) leaderSinceTime() time.Time {
 // commitLocal commits a view change on this node, which must be the leader.
 // It is quorum-gated: if gossip shows too few voters alive it fails at once;
 // otherwise it waits at most QuorumTimeout for the commit. Failures are
-// *NoQuorumError or wrap ErrNotLeader; FSM rejections wrap the consensus
-// sentinels.
+// *NoQuorumError (nothing proposed), wrap ErrNotLeader, or wrap
+// ErrUnknownOutcome (proposed, not seen committed); FSM rejections wrap the
+// consensus sentinels.
 func (n *Node) commitLocal(ctx context.Context, vc consensus.ViewChange) (*consensus.ApplyResult, error) {
 	vc.ProposedAtUnixNano = time.Now().UnixNano()
 	cmd, err := consensus.EncodeViewChange(vc)
@@ -319,8 +320,11 @@ func (n *Node) commitLocal(ctx context.Context, vc consensus.ViewChange) (*conse
 
 // applyGated commits an encoded command on this node, which must be the
 // leader (G2 QuorumGated). If gossip shows too few voters alive it fails at
-// once; otherwise it waits at most QuorumTimeout for the commit. Failures are
-// *NoQuorumError or wrap ErrNotLeader.
+// once with *NoQuorumError: nothing was proposed. Otherwise it waits at most
+// QuorumTimeout for the commit. Once the entry is in the leader's log, a
+// failure to see it commit (the time ran out, leadership was lost) wraps
+// ErrUnknownOutcome, never ErrNoQuorum: the entry may still be committed by
+// this or the next leader, so the caller must not treat it as refused.
 func (n *Node) applyGated(ctx context.Context, cmd []byte) (*consensus.ApplyResult, error) {
 	if n.raft == nil || !n.raft.IsLeader() {
 		return nil, ErrNotLeader
@@ -335,13 +339,16 @@ func (n *Node) applyGated(ctx context.Context, cmd []byte) (*consensus.ApplyResu
 	if err != nil {
 		switch {
 		case errors.Is(err, consensus.ErrNotLeader):
+			// Refused before it was appended.
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, consensus.ErrLeadershipLost):
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		case errors.Is(err, consensus.ErrNotEnqueued):
+			// Raft never took it.
 			reach, total = n.reachableVoters()
 			return nil, &NoQuorumError{Reachable: reach, Total: total, Cause: err}
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+			errors.Is(err, consensus.ErrLeadershipLost), errors.Is(err, consensus.ErrShutdown):
+			reach, total = n.reachableVoters()
+			return nil, fmt.Errorf("%w: not seen committed (%d of %d voters reachable): %v", ErrUnknownOutcome, reach, total, err)
 		}
 		return nil, err
 	}

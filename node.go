@@ -145,7 +145,9 @@ func New(cfg Config, host Host) (*Node, error) {
 			defer cancel()
 			return dialer.DialContext(ctx, network, addr)
 		},
-		MaxIdleConnsPerHost: 4,
+		// Bursts of forwarded requests (a client fleet placing at once)
+		// reuse connections instead of opening and closing hundreds.
+		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
 	}
 	if cfg.TLS.Enabled() {

@@ -86,9 +86,18 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 	if n.raft != nil && n.raft.IsLeader() {
 		res, err = n.placeLocal(ctx, actor, opts)
 		// Leadership ended while the request was queued or committing:
-		// Place is idempotent, so ask the new leader.
-		if err != nil && ctx.Err() == nil && (errors.Is(err, ErrNotLeader) || errors.Is(err, context.Canceled)) {
-			res, err = PlaceResult{}, forward()
+		// Place is idempotent, so ask the new leader. If the entry was
+		// proposed (unknown outcome) only a success may replace that
+		// answer: a refusal now says nothing about the entry in flight.
+		if err != nil && ctx.Err() == nil {
+			switch {
+			case errors.Is(err, ErrNotLeader), errors.Is(err, context.Canceled):
+				err = forward() // the closure sets res
+			case errors.Is(err, ErrUnknownOutcome):
+				if forward() == nil { // the closure set res
+					err = nil
+				}
+			}
 		}
 	} else {
 		err = forward()

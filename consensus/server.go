@@ -27,6 +27,9 @@ var (
 	ErrLeadershipLost = errors.New("consensus: leadership lost, outcome unknown")
 	// ErrShutdown: the server is stopped.
 	ErrShutdown = errors.New("consensus: raft is shut down")
+	// ErrNotEnqueued: raft did not take the entry before the deadline; it
+	// was never appended, so nothing can commit.
+	ErrNotEnqueued = errors.New("consensus: entry not enqueued before the deadline")
 )
 
 // Config configures a Raft server.
@@ -346,6 +349,8 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %v", ErrShutdown, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", ErrNotEnqueued, err)
 	}
 	return fmt.Errorf("consensus: %w", err)
 }
