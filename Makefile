@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # that targets that do not need it never run go list).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/integration$$' -e '/integration/')
 
-.PHONY: all build run test unit fuzz integration bench fmt vet clean
+.PHONY: all build run test unit fuzz integration bench bench-processes fmt vet clean
 
 all: build
 
@@ -53,8 +53,29 @@ INTEGRATION_RUN     ?= $(if $(DURATION),^TestNemesis_MixedRandom$$,.)
 integration:
 	KELPIE_SEED=$(SEED) KELPIE_DURATION=$(DURATION) $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./integration/...
 
+# The benchmark suite (see BENCHMARKS.md): every part appends its figures to
+# one JSON-lines file ($(BENCH_RAW)), then internal/benchreport prints the
+# table and rewrites BENCHMARKS.md and BENCHMARKS.json. The process-level
+# parts need root (private network namespaces, nftables). Knobs:
+# BENCH_TRIALS (detection/failover trials), BENCH_SIZES (detection cluster
+# sizes), BENCH_FP_DURATION (the loss/pause false-positive run).
+BENCH_RAW         ?= $(CURDIR)/tmp/bench.jsonl
+BENCH_TRIALS      ?= 20
+BENCH_SIZES       ?= 5,50
+BENCH_FP_DURATION ?= 10m
+BENCH_ENV = KELPIE_BENCH_OUT=$(BENCH_RAW)
+
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	@mkdir -p $(dir $(BENCH_RAW)) && rm -f $(BENCH_RAW)
+	$(MAKE) --no-print-directory bench-processes
+	$(GO) run ./internal/benchreport -in $(BENCH_RAW) -md BENCHMARKS.md -json BENCHMARKS.json \
+		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)"
+
+# Failure detection, actor failover and false positives on kelpied processes.
+bench-processes:
+	$(BENCH_ENV) KELPIE_BENCH=1 KELPIE_BENCH_TRIALS=$(BENCH_TRIALS) KELPIE_BENCH_SIZES=$(BENCH_SIZES) \
+		KELPIE_BENCH_FP_DURATION=$(BENCH_FP_DURATION) \
+		$(GO) test -count=1 -timeout 120m -v -run 'TestDetection|TestFailover|TestFalsePositives' ./integration/bench
 
 fmt:
 	gofmt -l -w .

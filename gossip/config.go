@@ -143,18 +143,25 @@ func DefaultConfig() Config {
 		BindPort: 7946,                   // serf/memberlist's well-known port
 		Tags:     Tags{Role: RoleClient}, // fleet members are clients unless told otherwise
 
-		// One probe per second per node: constant load per node whatever
-		// the cluster size, and a failure is probed within ~1 s in small
-		// clusters.
-		ProbeInterval: 1 * time.Second,
-		// LAN RTT is far below 1 ms; 500 ms tolerates a GC pause or a busy
-		// scheduler on the peer without a false suspicion.
-		ProbeTimeout: 500 * time.Millisecond,
-		// Suspicion lasts 4 s (N < 10) to 24 s before a member is declared
-		// failed: time enough for a paused process to refute. Gossip only
-		// suggests; the committed view and the 4 s membership lease carry
-		// safety, so a slower, quieter detector is the right trade-off.
-		SuspicionMult: 4,
+		// Three probes per second per node: still a constant, tiny load per
+		// node whatever the cluster size (a probe is one UDP round trip),
+		// and a dead member of a small cluster is probed within ~1 s.
+		// memberlist's LAN profile (1 s / 500 ms / 4) detects a crash in
+		// 5-8 s at 5 nodes and up to ~26 s when confirmations are missing;
+		// this profile's measured figures are in BENCHMARKS.md.
+		ProbeInterval: 300 * time.Millisecond,
+		// LAN RTT is far below 1 ms; 150 ms still absorbs a scheduler
+		// hiccup, and a missed direct ack only triggers indirect probes and
+		// a TCP fallback, not a suspicion.
+		ProbeTimeout: 150 * time.Millisecond,
+		// Suspicion lasts 1.5 s (N < 10; × log10 N above) once every
+		// possible confirmer (SuspicionMult−2 = 3) agrees, up to 9 s when
+		// nobody confirms (Lifeguard). A process paused for 1 s (GC,
+		// SIGSTOP, a VM hiccup) is suspected at the earliest one
+		// ProbeInterval into the pause and has until 1.8 s to refute, so it
+		// is not declared failed. Gossip only suggests; the committed view
+		// and the 4 s membership lease carry safety.
+		SuspicionMult: 5,
 		// 200 ms gossip rounds spread an event to a 100-node cluster in
 		// well under a second.
 		GossipInterval: 200 * time.Millisecond,

@@ -19,6 +19,7 @@ import (
 
 	cluster "github.com/kelpie/cluster"
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/integration/nemesis"
 )
 
 // Binaries built once by TestMain.
@@ -48,11 +49,6 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration: go tool not found:", err)
-		return 1
-	}
 	for _, b := range []struct {
 		dst *string
 		pkg string
@@ -60,11 +56,9 @@ func runMain(m *testing.M) int {
 		{&kelpiedBin, "github.com/kelpie/cluster/cmd/kelpied"},
 		{&kelpiectlBin, "github.com/kelpie/cluster/cmd/kelpiectl"},
 	} {
-		out := filepath.Join(dir, filepath.Base(b.pkg))
-		cmd := exec.Command(goBin, "build", "-ldflags", "-X main.version=integration", "-o", out, b.pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "integration: go build %s: %v\n", b.pkg, err)
+		out, err := nemesis.BuildCmd(dir, b.pkg, "integration")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
 			return 1
 		}
 		*b.dst = out

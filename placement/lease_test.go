@@ -14,8 +14,8 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 func TestDefaultLeaseConfig(t *testing.T) {
 	c := DefaultLeaseConfig()
-	if c.Duration != 4*time.Second || c.Margin != time.Second {
-		t.Fatalf("DefaultLeaseConfig() = %+v, want 4s lease and 1s margin", c)
+	if c.Duration != 4*time.Second || c.Margin != 500*time.Millisecond {
+		t.Fatalf("DefaultLeaseConfig() = %+v, want 4s lease and 500ms margin", c)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config invalid: %v", err)
@@ -97,7 +97,7 @@ func TestHolderExpiry(t *testing.T) {
 }
 
 func TestSurelyExpired(t *testing.T) {
-	c := DefaultLeaseConfig() // lease 4s + margin 1s = 5s
+	c := LeaseConfig{Duration: 4 * time.Second, Margin: time.Second} // 5s in all
 	tests := []struct {
 		name                 string
 		lastGrant, electedAt time.Time

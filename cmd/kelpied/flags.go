@@ -41,6 +41,9 @@ const (
 	flagACLToken        = "acl-token"
 	flagACLTokenFile    = "acl-token-file"
 	flagACLReadToken    = "acl-read-token"
+	flagProbeInterval   = "probe-interval"
+	flagProbeTimeout    = "probe-timeout"
+	flagSuspicionMult   = "suspicion-mult"
 )
 
 // envName is the environment variable for a flag: KELPIE_HTTP_PORT for
@@ -99,10 +102,22 @@ func agentFlags() []cli.Flag {
 			Usage: "file holding the access token"},
 		&cli.StringFlag{Name: flagACLReadToken, EnvVars: env(flagACLReadToken),
 			Usage: "read-only token that opens the read endpoints"},
+		// The failure-detector knobs (see gossip.Config and README
+		// "Failure detection"): every member of a cluster should use the
+		// same values.
+		&cli.DurationFlag{Name: flagProbeInterval, EnvVars: env(flagProbeInterval), Value: gossipDefaults.ProbeInterval,
+			Usage: "failure detector: time between probes of one member by this node (> --probe-timeout)"},
+		&cli.DurationFlag{Name: flagProbeTimeout, EnvVars: env(flagProbeTimeout), Value: gossipDefaults.ProbeTimeout,
+			Usage: "failure detector: wait for a direct ack before probing indirectly"},
+		&cli.IntFlag{Name: flagSuspicionMult, EnvVars: env(flagSuspicionMult), Value: gossipDefaults.SuspicionMult,
+			Usage: "failure detector: suspicion lasts this × max(1, log10 N) × --probe-interval (up to 6× that without confirmations) before a member is declared failed"},
 		&cli.BoolFlag{Name: flagDev, EnvVars: env(flagDev),
 			Usage: "single-node development mode: --server --bootstrap-expect 1 --voters 1 and a temporary data dir (removed at exit) unless --data-dir is given"},
 	}
 }
+
+// gossipDefaults supplies the failure-detector flags' defaults.
+var gossipDefaults = cluster.DefaultConfig().Gossip
 
 // options is everything the agent needs, derived from the flags.
 type options struct {
@@ -171,6 +186,15 @@ func optionsFromFlags(c *cli.Context) (*options, error) {
 			cfg.Labels = map[string]string{}
 		}
 		cfg.Labels[k] = v
+	}
+	cfg.Gossip.ProbeInterval = c.Duration(flagProbeInterval)
+	cfg.Gossip.ProbeTimeout = c.Duration(flagProbeTimeout)
+	cfg.Gossip.SuspicionMult = c.Int(flagSuspicionMult)
+	if g := cfg.Gossip; g.ProbeInterval <= 0 || g.ProbeTimeout <= 0 || g.ProbeTimeout >= g.ProbeInterval {
+		return nil, usagef("--%s %v / --%s %v: need 0 < probe timeout < probe interval", flagProbeInterval, g.ProbeInterval, flagProbeTimeout, g.ProbeTimeout)
+	}
+	if cfg.Gossip.SuspicionMult < 1 || cfg.Gossip.SuspicionMult > 100 {
+		return nil, usagef("--%s %d: need 1-100", flagSuspicionMult, cfg.Gossip.SuspicionMult)
 	}
 	cfg.EncryptKey = c.String(flagEncrypt)
 	cfg.TLS = cluster.TLSConfig{CertFile: c.String(flagTLSCert), KeyFile: c.String(flagTLSKey),

@@ -73,6 +73,10 @@ func (n *Node) running() bool {
 // Cluster is the set of kelpied processes of one scenario. Every process
 // change is recorded as a nemesis event. Safe for concurrent use.
 type Cluster struct {
+	// ExtraArgs are appended to every kelpied command line (set before the
+	// first Start), e.g. failure-detector tuning flags.
+	ExtraArgs []string
+
 	bin   string
 	dir   string
 	rec   *Recorder
@@ -179,7 +183,7 @@ func (c *Cluster) args(n *Node) []string {
 			args = append(args, "--join", net.JoinHostPort(o.IP, strconv.Itoa(cluster.DefaultGossipPort)))
 		}
 	}
-	return args
+	return append(args, c.ExtraArgs...)
 }
 
 // Start launches the named node's process (first start or restart with the
