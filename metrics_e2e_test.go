@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/kelpie/cluster/consensus"
@@ -282,17 +283,12 @@ func TestMetrics_EndToEnd(t *testing.T) {
 	})
 }
 
-// lintGatherer is testutil.GatherAndLint on the node's registry (promlint
-// directly: testutil's own dependencies are not in go.mod).
+// lintGatherer runs testutil.GatherAndLint on the node's registry.
 func lintGatherer(t *testing.T, n *Node) []promlint.Problem {
 	t.Helper()
-	mfs, err := n.Registry().Gather()
+	problems, err := testutil.GatherAndLint(n.Registry())
 	if err != nil {
-		t.Fatalf("%s: gather: %v", n.ID(), err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: gather and lint: %v", n.ID(), err)
 	}
 	return problems
 }

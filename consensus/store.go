@@ -47,7 +47,8 @@ func openStores(cfg Config) (*stores, error) {
 	// it: otherwise reopening the same directory in-process blocks forever
 	// on the file lock.
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(logx.HCLog(cfg.Logger, "raft-wal")))
+	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentFiler(newRepairFiler(walDir, cfg.Logger)),
+		wal.WithLogger(logx.HCLog(cfg.Logger, "raft-wal")))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("consensus: open raft log in %s: %w", walDir, err)

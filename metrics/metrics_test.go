@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
@@ -168,16 +169,12 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 	return m.GetGauge().GetValue() + m.GetCounter().GetValue()
 }
 
-// lint is testutil.GatherAndLint: promlint over everything g gathers.
+// lint runs testutil.GatherAndLint (promlint over everything g gathers).
 func lint(t *testing.T, g prometheus.Gatherer) []promlint.Problem {
 	t.Helper()
-	mfs, err := g.Gather()
+	problems, err := testutil.GatherAndLint(g)
 	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("gather and lint: %v", err)
 	}
 	return problems
 }
