@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -289,21 +290,39 @@ func (n *Node) Leader() LeaderInfo {
 	return li
 }
 
-// followedLeader asks a server who leads (clients do not run Raft).
+// followedLeaderTries bounds how many servers a client asks who leads, at
+// followedLeaderWait each: one that does not answer or knows no leader (a
+// frozen or cut-off server its gossip still shows alive) does not make the
+// client report "no leader" while the others know one.
+const (
+	followedLeaderTries = 3
+	followedLeaderWait  = time.Second
+)
+
+// followedLeader asks servers (clients do not run Raft) who leads: the
+// alive servers in random order, until one knows a leader.
 func (n *Node) followedLeader() LeaderInfo {
-	addr := n.pickServer("")
-	if addr == "" {
-		return LeaderInfo{}
+	var addrs []string
+	for _, s := range n.gossip.AliveServers() {
+		if s.Tags.HTTPAddr != "" {
+			addrs = append(addrs, s.Tags.HTTPAddr)
+		}
 	}
-	c, err := n.peerClient(addr)
-	if err != nil {
-		return LeaderInfo{}
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	for i, addr := range addrs {
+		if i == followedLeaderTries {
+			break
+		}
+		c, err := n.peerClient(addr)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, followedLeaderWait)
+		li, err := c.Leader(ctx)
+		cancel()
+		if err == nil && li.Known {
+			return *li
+		}
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-	defer cancel()
-	li, err := c.Leader(ctx)
-	if err != nil {
-		return LeaderInfo{}
-	}
-	return *li
+	return LeaderInfo{}
 }

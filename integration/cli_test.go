@@ -422,25 +422,35 @@ func TestKelpiectlVerbs(t *testing.T) {
 
 	t.Run("view watch", func(t *testing.T) {
 		views := watch.stop(t)
-		// Each printed view is a new epoch, in order; the frozen leader's
-		// and the killed follower's failures each appear.
-		var failures []string
+		// Each committed view change is printed exactly once, in order:
+		// every view change is epoch+1, so the printed epochs are
+		// consecutive. The frozen leader's and the killed follower's
+		// failures each appear, and the woken leader's rejoin.
+		var failures, joins []string
 		for i, v := range views {
 			if i == 0 {
 				continue
 			}
 			prev := views[i-1]
-			if v.Epoch <= prev.Epoch || v.Index <= prev.Index {
-				t.Errorf("watch printed %s after %s", describeView(v), describeView(prev))
+			if v.Epoch != prev.Epoch+1 || v.Index <= prev.Index {
+				t.Errorf("watch printed %s after %s, want the next epoch", describeView(v), describeView(prev))
 			}
 			for _, m := range v.Members {
-				if was, _ := prev.Member(m.ID); m.Status == consensus.StatusFailed && was.Status != consensus.StatusFailed {
+				was, _ := prev.Member(m.ID)
+				if m.Status == consensus.StatusFailed && was.Status != consensus.StatusFailed {
 					failures = append(failures, fmt.Sprintf("%s@%d", m.ID, v.Epoch))
+				}
+				if m.Status == consensus.StatusActive && was.Status != consensus.StatusActive {
+					joins = append(joins, fmt.Sprintf("%s@%d", m.ID, v.Epoch))
 				}
 			}
 		}
+		t.Logf("view --watch printed %d views: failures %v, (re)joins %v", len(views), failures, joins)
 		if len(failures) != 2 {
 			t.Errorf("watch saw failures %v over %d views, want the frozen leader's and the killed follower's", failures, len(views))
+		}
+		if len(joins) == 0 {
+			t.Errorf("watch saw no (re)join over %d views, want the woken leader's", len(views))
 		}
 	})
 

@@ -8,6 +8,10 @@
 //	TestProcessFullRestartGraceful 127.0.0.163-165
 //	TestKelpiectlSmoke            127.0.0.170-171
 //	TestKelpiectlVerbs            127.0.0.180-189
+//
+// Tests that cut links with nftables (TestNemesis_*,
+// TestKelpiectlPartitionedLeader) run in a private network namespace of
+// their own (nemesis.PrivateNetns) on 127.0.0.11-14.
 package integration
 
 import (

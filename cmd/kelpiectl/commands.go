@@ -31,7 +31,10 @@ func commands() []*cli.Command {
 			Description: "The table adds, from other endpoints, the members by committed status\n" +
 				"(/v1/members), the voters' health (/v1/voters, asked of the leader) and\n" +
 				"the node's membership lease (/metrics); the JSON output is the /v1/status\n" +
-				"document unchanged.",
+				"document unchanged. When the node knows no leader (cut off from the\n" +
+				"majority, or an election in progress), a warning on stderr says how many\n" +
+				"voters it reaches and that its committed view may be stale; the exit\n" +
+				"code stays 0.",
 			Action: cmdStatus,
 		},
 		{
@@ -40,7 +43,11 @@ func commands() []*cli.Command {
 			UsageText: "kelpiectl [global flags] members [--role server|client] [--status STATUS]\n\n" +
 				"Examples:\n   kelpiectl members\n   kelpiectl members --role server --status active,failed --format json",
 			Description: "STATUS is a committed status: none, joining, active, leaving, failed or left.\n" +
-				"The JSON output is the /v1/members document with only the matching rows.",
+				"The JSON output is the /v1/members document with only the matching rows.\n" +
+				"When the node knows no leader, its committed statuses may be stale: the\n" +
+				"table (or document) is still printed, then kelpiectl exits 1 with, e.g.,\n" +
+				"\"s1 knows no leader (Raft state Follower): no quorum: 1 of 3 voters\n" +
+				"reachable; its committed view (epoch 7) may be stale\".",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "role", Usage: "only members with this `ROLE` (server or client)"},
 				&cli.StringSliceFlag{Name: "status", Usage: "only members with this committed `STATUS` (repeatable or comma-separated)"},
@@ -63,9 +70,12 @@ func commands() []*cli.Command {
 		},
 		{
 			Name:      "leader",
-			Usage:     "show the current Raft leader (exit 1 when none is known)",
+			Usage:     "show the current Raft leader (exit 1 when none is known, saying why)",
 			UsageText: "kelpiectl [global flags] leader\n\nExample:\n   kelpiectl leader --format json",
-			Action:    cmdLeader,
+			Description: "With no leader known, the JSON document (known: false) is still printed;\n" +
+				"the message on stderr says why, as far as the node can tell (e.g.\n" +
+				"\"no quorum: 1 of 3 voters reachable\" on a server cut off from the majority).",
+			Action: cmdLeader,
 		},
 		votersCommand(),
 		placeCommand(),
@@ -212,10 +222,20 @@ func cmdStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var x extras
 	if g.format == "json" {
-		return printJSON(s)
+		err = printJSON(s)
+	} else {
+		x = statusExtras(c, g, cl, s)
+		err = printStatus(s, x)
 	}
-	return printStatus(s, statusExtras(c, g, cl, s))
+	if err != nil {
+		return err
+	}
+	if msg := leaderless(c, g, cl, s, x.members); msg != "" {
+		warn(msg)
+	}
+	return nil
 }
 
 func cmdMembers(c *cli.Context) error {
@@ -245,6 +265,7 @@ func cmdMembers(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	stale := leaderless(c, g, cl, nil, m)
 	rows := m.Members[:0:0]
 	for _, r := range m.Members {
 		if role != "" && string(r.Role) != role {
@@ -260,9 +281,14 @@ func cmdMembers(c *cli.Context) error {
 	}
 	m.Members = rows
 	if g.format == "json" {
-		return printJSON(m)
+		err = printJSON(m)
+	} else {
+		err = printMembers(m)
 	}
-	return printMembers(m)
+	if err == nil && stale != "" {
+		err = errors.New(stale)
+	}
+	return err
 }
 
 func cmdView(c *cli.Context) error {
@@ -348,6 +374,9 @@ func cmdLeader(c *cli.Context) error {
 		}
 	}
 	if !l.Known {
+		if msg := leaderless(c, g, cl, nil, nil); msg != "" {
+			return errors.New(msg)
+		}
 		return errors.New("no leader known")
 	}
 	return nil

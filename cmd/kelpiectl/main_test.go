@@ -153,3 +153,36 @@ func TestSuggestion(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestNoLeaderMessage(t *testing.T) {
+	row := func(id string, role consensus.Role, raft, gossip string, st consensus.Status) cluster.MemberRow {
+		return cluster.MemberRow{ID: id, Role: role, Raft: raft, GossipStatus: gossip, CommittedStatus: st}
+	}
+	srv, act := consensus.RoleServer, consensus.StatusActive
+	isolated := &cluster.Members{Members: []cluster.MemberRow{
+		row("c1", consensus.RoleClient, "client", "failed", act),
+		row("s1", srv, "voter", "alive", act), row("s2", srv, "voter", "failed", act),
+		row("s3", srv, "voter", "failed", act), row("s4", srv, "standby", "alive", act),
+		row("s5", srv, "voter", "left", consensus.StatusLeft),
+	}}
+	s := &cluster.Status{NodeID: "s1", RaftState: "Follower", Epoch: 7}
+	want := "s1 knows no leader (Raft state Follower): no quorum: 1 of 3 voters reachable; its committed view (epoch 7) may be stale"
+	if got := noLeaderMessage(s, isolated); got != want {
+		t.Errorf("isolated server:\n got %q\nwant %q", got, want)
+	}
+	isolated.Members[2].GossipStatus = "alive"
+	if got := reachability(isolated); got != "2 of 3 voters alive by gossip" {
+		t.Errorf("quorum alive: %q", got)
+	}
+	client := &cluster.Members{Members: []cluster.MemberRow{
+		row("c1", consensus.RoleClient, "client", "alive", act),
+		row("s1", srv, "unknown", "failed", act), row("s2", srv, "unknown", "alive", act),
+	}}
+	want = "c1 knows no leader: 1 of 2 servers alive by gossip; its committed view (epoch 3) may be stale"
+	if got := noLeaderMessage(&cluster.Status{NodeID: "c1", Epoch: 3}, client); got != want {
+		t.Errorf("client:\n got %q\nwant %q", got, want)
+	}
+	if got := noLeaderMessage(&cluster.Status{NodeID: "c1", Epoch: 3}, nil); got != "c1 knows no leader; its committed view (epoch 3) may be stale" {
+		t.Errorf("without members: %q", got)
+	}
+}

@@ -51,6 +51,11 @@ func yesNo(b bool) string {
 func printStatus(s *cluster.Status, x extras) error {
 	w := newTable()
 	leader := "none known"
+	if !s.Leader.Known && x.members != nil {
+		if r := reachability(x.members); r != "" {
+			leader += " (" + r + ")"
+		}
+	}
 	if s.Leader.Known {
 		leader = s.Leader.ID
 		if s.Leader.HTTPAddr != "" {
@@ -91,11 +96,14 @@ func printStatus(s *cluster.Status, x extras) error {
 		row(w, "Voters", voterHealth(x.voters))
 		row(w, "Failure tolerance", strconv.Itoa(x.voters.Health.FailureTolerance))
 	}
+	members := strconv.Itoa(s.Members)
 	if x.members != nil {
-		row(w, "Members", membersSummary(x.members))
-	} else {
-		row(w, "Members", strconv.Itoa(s.Members))
+		members = membersSummary(x.members)
 	}
+	if !s.Leader.Known {
+		members += " (committed view may be stale)"
+	}
+	row(w, "Members", members)
 	lease := ""
 	if x.leaseOK {
 		lease = x.lease.Round(100*time.Millisecond).String() + " remaining"
