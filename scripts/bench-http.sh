@@ -22,20 +22,19 @@ mkdir -p "$ROOT/tmp"
 RUN_DIR=$(mktemp -d "$ROOT/tmp/bench-http.XXXXXX")
 PIDS=()
 
+# stop_node: SIGTERM (graceful leave), up to 15 s, then SIGKILL; reaps it.
+stop_node() {
+	kill -TERM "$1" 2>/dev/null || true
+	for _ in $(seq 150); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
 cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		# Give a graceful stop 15 s, then force it.
-		for _ in $(seq 150); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	for pid in "${PIDS[@]}"; do stop_node "$pid"; done
 	rm -rf "$RUN_DIR"
 	rmdir "$ROOT/tmp" 2>/dev/null || true
 }
