@@ -85,3 +85,11 @@ vet:
 
 clean:
 	rm -rf $(BIN) tmp
+
+# Measured benchmark runs (issue 9); records go to $(KELPIE_BENCH_OUT) when set.
+.PHONY: bench-place bench-http
+bench-place:
+	KELPIE_BENCH=1 KELPIE_BENCH_OUT=$(KELPIE_BENCH_OUT) $(GO) test -count=1 -timeout 30m -v -run '^TestBench(Placement|Lookup|Migration)$$' .
+
+bench-http:
+	KELPIE_BENCH_OUT=$(KELPIE_BENCH_OUT) scripts/bench-http.sh

@@ -14,7 +14,7 @@ import (
 )
 
 // benchNode starts a single-server cluster with n actors placed.
-func benchNode(b *testing.B, actors int) *Node {
+func benchNode(b testing.TB, actors int) *Node {
 	b.Helper()
 	cfg := TestConfig()
 	cfg.NodeID = "bench"
@@ -119,40 +119,47 @@ func BenchmarkMigration(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("state=%dKiB", size>>10), func(b *testing.B) {
 			leader := benchCluster(b, "m", func(*Config) Host { return &blobHost{state: map[string][]byte{}, size: size} }, nil)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			if _, err := leader.Place(ctx, "blob", PlaceOptions{Prefer: "m2"}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := leader.Invoke(ctx, "blob", []byte(`{}`)); err != nil {
-				b.Fatal(err)
-			}
-			lat := make([]time.Duration, 0, b.N)
 			b.SetBytes(int64(size))
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				to := "m3"
-				if i%2 == 1 {
-					to = "m2"
-				}
-				start := time.Now()
-				out, err := leader.Migrate(ctx, "blob", to)
-				if err != nil || out.State != "committed" {
-					b.Fatalf("migration %d: %+v %v", i, out, err)
-				}
-				lat = append(lat, time.Since(start))
-			}
+			lat, total := migrateLoop(b, ctx, leader, "m2", "m3", b.N, 0)
 			b.StopTimer()
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-			var total time.Duration
-			for _, l := range lat {
-				total += l
-			}
 			b.ReportMetric(float64(len(lat))/total.Seconds(), "migrations/s")
 		})
 	}
+}
+
+// migrateLoop places actor "blob" on node a and migrates it back and forth
+// between a and b, one migration at a time: count migrations, or (count 0)
+// as many as fit in window. It returns each migration's latency and the
+// time they took together.
+func migrateLoop(tb testing.TB, ctx context.Context, leader *Node, a, b string, count int, window time.Duration) ([]time.Duration, time.Duration) {
+	tb.Helper()
+	if _, err := leader.Place(ctx, "blob", PlaceOptions{Prefer: a}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := leader.Invoke(ctx, "blob", []byte(`{}`)); err != nil {
+		tb.Fatal(err)
+	}
+	var lat []time.Duration
+	begin := time.Now()
+	for i := 0; count == 0 && time.Since(begin) < window || i < count; i++ {
+		to := b
+		if i%2 == 1 {
+			to = a
+		}
+		start := time.Now()
+		out, err := leader.Migrate(ctx, "blob", to)
+		if err != nil || out.State != "committed" {
+			tb.Fatalf("migration %d: %+v %v", i, out, err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	return lat, time.Since(begin)
 }
 
 // BenchmarkPlaceThroughput: library Place calls on the leader of 3 voters
@@ -204,7 +211,7 @@ func BenchmarkPlaceThroughput(b *testing.B) {
 // benchCluster starts three bootstrap-expect servers (prefix1..3) on their
 // own loopback IPs, waits until they are joined and hold leases, and returns
 // the leader. mutate adjusts each config; host makes each node's host.
-func benchCluster(b *testing.B, prefix string, host func(*Config) Host, mutate func(*Config)) *Node {
+func benchCluster(b testing.TB, prefix string, host func(*Config) Host, mutate func(*Config)) *Node {
 	b.Helper()
 	var nodes []*Node
 	var seed string

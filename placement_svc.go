@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kelpie/cluster/consensus"
@@ -163,15 +164,48 @@ func (n *Node) placeLocal(ctx context.Context, actor string, opts PlaceOptions) 
 	}
 }
 
+// placerPipeline is how many place entries the leader keeps committing at
+// once. One entry takes a disk write on the leader and on a quorum of
+// followers; with several in flight, raft writes the next one while the
+// previous one replicates, and requests that arrive meanwhile gather into
+// the next batch. More than a few buys nothing: raft itself coalesces the
+// entries waiting for its disk into one write.
+const placerPipeline = 4
+
+// placer is the state the group-commit loop shares with its in-flight
+// commits: how many placements each node has proposed but not yet applied,
+// so that batches decided while others are committing see their load
+// (least-loaded choice and capacity stay right with a pipeline).
+type placer struct {
+	mu      sync.Mutex
+	pending map[string]int // node → items proposed, not yet answered
+}
+
 // runPlacer is the leader's group-commit loop: it takes every request that
-// queued while the previous entry was committing, decides them together and
-// commits them as one Raft entry.
+// queued while earlier entries were committing, decides them together (one
+// goroutine, so decisions see each other) and commits them as one Raft
+// entry, with up to placerPipeline entries in flight. The FSM, not this
+// loop, keeps placements single: an actor proposed twice by two batches in
+// flight is placed by the first and answered as Existing by the second.
 func (n *Node) runPlacer(ctx context.Context) {
+	pl := &placer{pending: map[string]int{}}
+	slots := make(chan struct{}, placerPipeline)
+	var inflight sync.WaitGroup
+	defer func() {
+		inflight.Wait()
+		n.failQueued(ErrNotLeader)
+	}()
 	for {
+		// Take a slot before a request: while every slot is committing,
+		// requests queue up and the next batch is larger.
+		select {
+		case <-ctx.Done():
+			return
+		case slots <- struct{}{}:
+		}
 		var batch []placeReq
 		select {
 		case <-ctx.Done():
-			n.failQueued(ErrNotLeader)
 			return
 		case r := <-n.placeCh:
 			batch = append(batch, r)
@@ -185,7 +219,17 @@ func (n *Node) runPlacer(ctx context.Context) {
 				break drain
 			}
 		}
-		n.placeBatch(ctx, batch)
+		items, waiting := n.decidePlace(batch, pl)
+		if len(items) == 0 {
+			<-slots
+			continue
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-slots }()
+			n.commitBatch(ctx, items, waiting, pl)
+		}()
 	}
 }
 
@@ -201,20 +245,31 @@ func (n *Node) failQueued(err error) {
 	}
 }
 
-// placeBatch decides and commits one batch.
-func (n *Node) placeBatch(ctx context.Context, batch []placeReq) {
+// decidePlace answers what it can at once (already placed, lease pending,
+// no eligible node) and chooses a node for the rest. It returns the items
+// to commit and, per item, the requests waiting for it; the items' nodes
+// are counted in pl.pending until commitBatch answers them.
+func (n *Node) decidePlace(batch []placeReq, pl *placer) ([]consensus.PlaceItem, [][]placeReq) {
 	v := n.fsm.View()
 	nodes := n.placementNodes(v)
 	ids := make([]string, len(nodes))
 	for i, nd := range nodes {
 		ids[i] = nd.ID
 	}
+	// Read the committed loads and the pending ones together: a commit
+	// drops its pending count only after the FSM applied it, so a node's
+	// placements are counted at least once (never zero times).
+	pl.mu.Lock()
 	loads := n.fsm.PlacementLoads(ids)
+	for _, id := range ids {
+		loads[id] += pl.pending[id]
+	}
+	pl.mu.Unlock()
 	now := time.Now()
 
 	var items []consensus.PlaceItem
-	itemOf := map[string]int{}      // actor → index in items
-	waiting := map[int][]placeReq{} // item index → requests answered by it
+	var waiting [][]placeReq   // item index → requests answered by it
+	itemOf := map[string]int{} // actor → index in items
 	for _, r := range batch {
 		if i, ok := itemOf[r.actor]; ok {
 			waiting[i] = append(waiting[i], r)
@@ -240,14 +295,32 @@ func (n *Node) placeBatch(ctx context.Context, batch []placeReq) {
 		}
 		loads[node]++
 		itemOf[r.actor] = len(items)
-		waiting[len(items)] = []placeReq{r}
+		waiting = append(waiting, []placeReq{r})
 		items = append(items, consensus.PlaceItem{Actor: r.actor, Node: node})
 	}
-	if len(items) == 0 {
-		return
+	if len(items) > 0 {
+		pl.mu.Lock()
+		for _, it := range items {
+			pl.pending[it.Node]++
+		}
+		pl.mu.Unlock()
 	}
+	return items, waiting
+}
+
+// commitBatch commits one decided batch and answers its requests.
+func (n *Node) commitBatch(ctx context.Context, items []consensus.PlaceItem, waiting [][]placeReq, pl *placer) {
 	n.metrics.PlaceBatch.Observe(float64(len(items)))
 	res, err := n.commitPlace(ctx, items)
+	// The FSM has applied the entry (or it failed): its placements are
+	// now in the committed loads, or never will be from this proposal.
+	pl.mu.Lock()
+	for _, it := range items {
+		if pl.pending[it.Node]--; pl.pending[it.Node] <= 0 {
+			delete(pl.pending, it.Node)
+		}
+	}
+	pl.mu.Unlock()
 	for i := range items {
 		for _, r := range waiting[i] {
 			switch {

@@ -202,6 +202,14 @@ func DecodeCommand(b []byte) (CommandType, any, error) {
 	if len(body) > MaxPayloadSize {
 		return 0, nil, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrInvalidCommand, len(body), MaxPayloadSize)
 	}
+	if t == CmdPlace {
+		if pb, ok := decodePlaceFast(body); ok {
+			if err := pb.Validate(); err != nil {
+				return 0, nil, err
+			}
+			return t, pb, nil
+		}
+	}
 	if err := decodeStrictJSON(body, p); err != nil {
 		return 0, nil, fmt.Errorf("%w: %s: %v", ErrInvalidCommand, t, err)
 	}
