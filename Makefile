@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # that targets that do not need it never run go list).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/integration$$' -e '/integration/')
 
-.PHONY: all build run test unit fuzz integration bench bench-processes fmt vet clean
+.PHONY: all build run test unit fuzz integration bench bench-place bench-http bench-scale bench-processes fmt vet clean
 
 all: build
 
@@ -67,9 +67,21 @@ BENCH_ENV = KELPIE_BENCH_OUT=$(BENCH_RAW)
 
 bench:
 	@mkdir -p $(dir $(BENCH_RAW)) && rm -f $(BENCH_RAW)
-	$(MAKE) --no-print-directory bench-processes
+	$(MAKE) --no-print-directory bench-place bench-http bench-scale bench-processes
 	$(GO) run ./internal/benchreport -in $(BENCH_RAW) -md BENCHMARKS.md -json BENCHMARKS.json \
 		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)"
+
+# Library Place against the raw-Raft baselines (same run), Lookup, Migration.
+bench-place:
+	$(BENCH_ENV) KELPIE_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run '^TestBench(Placement|Lookup|Migration)$$' .
+
+# Placement over HTTP: a load-driver process against 3 kelpied voters.
+bench-http:
+	$(BENCH_ENV) scripts/bench-http.sh
+
+# A 1,000-member in-process fleet: join storm, epochs, detection at N=1,000.
+bench-scale:
+	$(BENCH_ENV) KELPIE_BENCH_SCALE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestScaleJoinStorm1000$$' .
 
 # Failure detection, actor failover and false positives on kelpied processes.
 bench-processes:
@@ -85,11 +97,3 @@ vet:
 
 clean:
 	rm -rf $(BIN) tmp
-
-# Measured benchmark runs (issue 9); records go to $(KELPIE_BENCH_OUT) when set.
-.PHONY: bench-place bench-http
-bench-place:
-	KELPIE_BENCH=1 KELPIE_BENCH_OUT=$(KELPIE_BENCH_OUT) $(GO) test -count=1 -timeout 30m -v -run '^TestBench(Placement|Lookup|Migration)$$' .
-
-bench-http:
-	KELPIE_BENCH_OUT=$(KELPIE_BENCH_OUT) scripts/bench-http.sh
