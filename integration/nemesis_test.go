@@ -17,7 +17,6 @@ package integration
 // KELPIE_REQUIRE_NEMESIS=1 (set by .ci/run) that is a failure.
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -25,18 +24,6 @@ import (
 )
 
 const nemSec = time.Second
-
-// quarantine skips a scenario that has found safety violations the library
-// does not yet fix (listed per scenario), unless KELPIE_NEMESIS_ALL=1. It is
-// loud on purpose: a quarantined scenario is a known bug, not a pass. Run
-// them with: KELPIE_NEMESIS_ALL=1 go test -run TestNemesis ./integration/
-func quarantine(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("KELPIE_NEMESIS_ALL") == "1" {
-		return
-	}
-	t.Skipf("QUARANTINED (known violation, not a pass): %s — set KELPIE_NEMESIS_ALL=1 to run it", why)
-}
 
 func runNemesis(t *testing.T, sc nemesis.Scenario) {
 	t.Helper()
@@ -50,10 +37,9 @@ func runNemesis(t *testing.T, sc nemesis.Scenario) {
 }
 
 func TestNemesis_MinorityPartition(t *testing.T) {
-	quarantine(t, "G2/G8: a migrate answered no_quorum by a minority server was later committed; counters restarted from zero on a live holder (seed 101, clean-clone CI run)")
 	runNemesis(t, nemesis.Scenario{Seed: 101, Steps: []nemesis.Step{
-		// 22s: longer than failure detection across a partition (gossip
-		// suspicion with one confirmation takes ~12s), so the minority is
+		// 22s: far longer than failure detection across a partition (a
+		// few seconds with the default profile), so the minority is
 		// declared Failed and its actors re-placed; then a short one.
 		nemesis.MinorityStep(5 * nemSec), nemesis.HealStep(27 * nemSec),
 		nemesis.MinorityStep(32 * nemSec), nemesis.HealStep(44 * nemSec),
@@ -61,7 +47,6 @@ func TestNemesis_MinorityPartition(t *testing.T) {
 }
 
 func TestNemesis_IsolatedLeader(t *testing.T) {
-	quarantine(t, "G2: forwarded writes answered no_quorum took effect later (fixed in fe728a4 for sent requests; passed once since, not yet proven)")
 	runNemesis(t, nemesis.Scenario{Seed: 102, Steps: []nemesis.Step{
 		nemesis.IsolateLeaderStep(5 * nemSec), nemesis.HealStep(20 * nemSec),
 		nemesis.IsolateLeaderStep(25 * nemSec), nemesis.HealStep(37 * nemSec),
@@ -104,7 +89,7 @@ func TestNemesis_KillActorHost(t *testing.T) {
 	}})
 }
 
-// The default lease is 4s (+1s margin on the leader): 12s and 10s stops are
+// The default lease is 4s (+0.5s margin on the leader): 12s and 10s stops are
 // beyond it, 2s is within it.
 func TestNemesis_SigstopBeyondLease(t *testing.T) {
 	runNemesis(t, nemesis.Scenario{Seed: 108, Steps: []nemesis.Step{
@@ -115,7 +100,6 @@ func TestNemesis_SigstopBeyondLease(t *testing.T) {
 }
 
 func TestNemesis_RollingRestart(t *testing.T) {
-	quarantine(t, "G8: graceful leave released actors still in migration cooldown (fixed in fe728a4; passed once since, not yet proven)")
 	var steps []nemesis.Step
 	for i, n := range []string{"c1", "s3", "s2", "s1"} {
 		at := 3 * nemSec
@@ -132,7 +116,6 @@ func TestNemesis_RollingRestart(t *testing.T) {
 }
 
 func TestNemesis_MigrationStorm(t *testing.T) {
-	quarantine(t, "G8: an aborted migration could restart the actor empty on its source (fixed in fe728a4; passed once since, not yet proven)")
 	runNemesis(t, nemesis.Scenario{Seed: 110, Workers: 5, Counters: 6,
 		Mix: nemesis.Mix{Incr: 30, Get: 10, Lookup: 10, Place: 5, Migrate: 45},
 		Steps: []nemesis.Step{
@@ -144,7 +127,6 @@ func TestNemesis_MigrationStorm(t *testing.T) {
 // TestNemesis_MixedRandom draws its schedule from the seed: make
 // integration SEED=… DURATION=… runs longer ones.
 func TestNemesis_MixedRandom(t *testing.T) {
-	quarantine(t, "raft-wal v0.4.0 truncated-tail bug (hashicorp/raft-wal#31) makes a server unable to restart; plus the bugs above")
 	seed := nemesis.EnvSeed(111)
 	runNemesis(t, nemesis.Scenario{Seed: seed, Steps: nemesis.RandomSchedule(seed, nemesis.EnvDuration(40*nemSec))})
 }
