@@ -35,6 +35,8 @@ func classify(r *http.Request) accessClass {
 		return accessPublic
 	case strings.HasPrefix(p, "/v1/internal/"):
 		return accessInternal
+	case strings.HasPrefix(p, "/debug/"):
+		return accessWrite // profiles expose internals
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		return accessRead
 	}

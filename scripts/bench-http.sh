@@ -9,6 +9,9 @@
 #   INFLIGHT  concurrencies (default 1,16,64,256,1024)
 #   WINDOW    measured time per concurrency (default 5s)
 #   TARGET    leader | all (default leader)
+#   PROFILE   1 (default): also take a 4 s CPU profile of the leader while
+#             PROFILE_INFLIGHT (default 256) requests are in flight, and
+#             print its top entries (kelpied runs with --enable-debug)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,7 +54,7 @@ for i in "${!IPS[@]}"; do
 		[[ $j != "$i" ]] && joins+=(--join "${IPS[$j]}:$GOSSIP_PORT")
 	done
 	"$RUN_DIR/kelpied" --node-id "${NAMES[$i]}" --bind "$ip" --server --bootstrap-expect 3 \
-		--data-dir "$RUN_DIR/${NAMES[$i]}" --log-level warn "${joins[@]}" \
+		--data-dir "$RUN_DIR/${NAMES[$i]}" --log-level warn --enable-debug "${joins[@]}" \
 		>"$RUN_DIR/${NAMES[$i]}.log" 2>&1 &
 	PIDS+=($!)
 	addrs+=("$ip:$HTTP_PORT")
@@ -71,3 +74,18 @@ done
 
 "$RUN_DIR/loadgen" -addrs "$(IFS=,; echo "${addrs[*]}")" \
 	-inflight "${INFLIGHT:-1,16,64,256,1024}" -window "${WINDOW:-5s}" -target "${TARGET:-leader}"
+
+# Where an HTTP placement's time goes: the leader's CPU profile under load.
+if [[ "${PROFILE:-1}" == 1 ]]; then
+	leader=$(curl -fsS "http://${IPS[0]}:$HTTP_PORT/v1/leader" | tr -d " \n" | sed -n 's/.*"http_addr":"\([^"]*\)".*/\1/p')
+	if [[ -n "$leader" ]]; then
+		KELPIE_BENCH_OUT= "$RUN_DIR/loadgen" -addrs "$(IFS=,; echo "${addrs[*]}")" \
+			-inflight "${PROFILE_INFLIGHT:-256}" -window 6s -target leader -prefix "prof$RANDOM" >/dev/null &
+		driver=$!
+		sleep 2
+		curl -fsS -o "$RUN_DIR/leader.pprof" "http://$leader/debug/pprof/profile?seconds=4"
+		wait "$driver"
+		echo "bench-http: leader ($leader) CPU profile at ${PROFILE_INFLIGHT:-256} in flight, top entries:"
+		go tool pprof -top -cum -nodecount=30 "$RUN_DIR/kelpied" "$RUN_DIR/leader.pprof" 2>/dev/null | sed -n '5,38p'
+	fi
+fi

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 
 	"context"
@@ -101,6 +102,14 @@ func runAgent(ctx context.Context, o *options) error {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(map[string]any{"node": cfg.NodeID, "events": host.Events(), "active": host.Active()})
 		}),
+	}
+	if o.enableDebug {
+		// Go's profiler, for an operator (the write token when ACLs are on).
+		cfg.Handlers["GET /debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		cfg.Handlers["GET /debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		cfg.Handlers["GET /debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+		cfg.Handlers["GET /debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+		cfg.Handlers["GET /debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
 	}
 	node, err := cluster.New(cfg, host)
 	if err != nil {

@@ -44,6 +44,7 @@ const (
 	flagProbeInterval   = "probe-interval"
 	flagProbeTimeout    = "probe-timeout"
 	flagSuspicionMult   = "suspicion-mult"
+	flagEnableDebug     = "enable-debug"
 )
 
 // envName is the environment variable for a flag: KELPIE_HTTP_PORT for
@@ -111,6 +112,8 @@ func agentFlags() []cli.Flag {
 			Usage: "failure detector: wait for a direct ack before probing indirectly"},
 		&cli.IntFlag{Name: flagSuspicionMult, EnvVars: env(flagSuspicionMult), Value: gossipDefaults.SuspicionMult,
 			Usage: "failure detector: suspicion lasts this × max(1, log10 N) × --probe-interval (up to 6× that without confirmations) before a member is declared failed"},
+		&cli.BoolFlag{Name: flagEnableDebug, EnvVars: env(flagEnableDebug),
+			Usage: "serve Go's profiler under /debug/pprof/ on the HTTP API (with ACLs on, it needs the write token)"},
 		&cli.BoolFlag{Name: flagDev, EnvVars: env(flagDev),
 			Usage: "single-node development mode: --server --bootstrap-expect 1 --voters 1 and a temporary data dir (removed at exit) unless --data-dir is given"},
 	}
@@ -127,6 +130,7 @@ type options struct {
 	logLevel      slog.Level
 	logFormat     string
 	dev           bool
+	enableDebug   bool
 	// tempDataDir: in dev mode without --data-dir, create a temporary data
 	// dir at start and remove it at exit.
 	tempDataDir bool
@@ -135,7 +139,7 @@ type options struct {
 // optionsFromFlags validates the flags and builds the node configuration from
 // cluster.DefaultConfig. Every error is a usage error (exit 2).
 func optionsFromFlags(c *cli.Context) (*options, error) {
-	o := &options{dev: c.Bool(flagDev)}
+	o := &options{dev: c.Bool(flagDev), enableDebug: c.Bool(flagEnableDebug)}
 	cfg := cluster.DefaultConfig()
 	cfg.Version = version
 
