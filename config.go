@@ -54,8 +54,10 @@ type Config struct {
 	// ReconcileInterval: how often the leader runs a full reconcile of gossip
 	// against the committed view, repairing any dropped event. Default 3s.
 	ReconcileInterval time.Duration
-	// ReconcileBatchDelay: after a gossip event the leader waits this long so
-	// that changes arriving together commit as one view change. Default 100ms.
+	// ReconcileBatchDelay: after a gossip event the leader waits until no
+	// further event has come for this long (but at most 10× this long in
+	// all), so that changes arriving together commit as one view change: a
+	// join storm produces about one epoch per 10× this. Default 100ms.
 	ReconcileBatchDelay time.Duration
 	// MissingMemberGrace: a member in the view that gossip does not know at
 	// all is marked Failed only after the leader's gossip has run this long

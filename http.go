@@ -250,8 +250,15 @@ func (n *Node) handleView(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no committed view yet (recovering or not joined)", ErrNotReady))
 		return
 	}
+	body, err := n.pub.encode(v)
+	if err != nil {
+		writeError(w, fmt.Errorf("encode view: %w", err))
+		return
+	}
 	w.Header().Set("X-Kelpie-Index", strconv.FormatUint(v.Index, 10))
-	writeJSON(w, http.StatusOK, v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 func (n *Node) handleLeader(w http.ResponseWriter, r *http.Request) {

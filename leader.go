@@ -118,8 +118,7 @@ func (n *Node) leaderSession(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.reconcileCh:
-			// Let changes that arrive together commit as one view change.
-			if !sleepCtx(ctx, n.cfg.ReconcileBatchDelay) {
+			if !n.gatherReconcileBatch(ctx) {
 				return
 			}
 		case <-tick.C:
@@ -128,9 +127,43 @@ func (n *Node) leaderSession(ctx context.Context) {
 	}
 }
 
+// gatherReconcileBatch lets changes that arrive together commit as one view
+// change: after a gossip event it waits until no further event has come for
+// ReconcileBatchDelay, but no longer than reconcileMaxBatch in all. A lone
+// event (a crash) therefore commits after ReconcileBatchDelay as before,
+// while a join storm, whose events never pause that long, commits one batch
+// per reconcileMaxBatch instead of one per event. It reports false when ctx
+// ends.
+func (n *Node) gatherReconcileBatch(ctx context.Context) bool {
+	quiet := n.cfg.ReconcileBatchDelay
+	deadline := time.Now().Add(reconcileMaxBatch * quiet)
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-n.reconcileCh:
+			left := time.Until(deadline)
+			if left <= 0 {
+				return true
+			}
+			t.Reset(min(quiet, left))
+		}
+	}
+}
+
+// reconcileMaxBatch bounds gatherReconcileBatch, in multiples of
+// ReconcileBatchDelay (1 s with the default 100 ms): the longest a change
+// waits behind a stream of others.
+const reconcileMaxBatch = 10
+
 // reconcile brings the committed view in line with gossip: one batch of
 // status changes, then Raft configuration fixes for servers, then the
-// activations those fixes allow. Every commit is one epoch.
+// activations those fixes allow. Every commit is one epoch; further rounds
+// run only for what a commit or fix leaves to do (a joining server).
 //
 // failedAbsent is the leader session's memory of when each Failed member was
 // first seen missing from gossip.
@@ -177,6 +210,12 @@ func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time)
 		switch {
 		case err == nil:
 			n.metrics.ReconcileRuns.WithLabelValues("committed").Inc()
+			if !changed && !joinsServer(changes) {
+				// Nothing committed needs a follow-up round; members that
+				// appeared meanwhile have poked reconcileCh and commit
+				// with the next batch rather than one epoch each.
+				return
+			}
 		case errors.Is(err, consensus.ErrNoChange):
 			n.metrics.ReconcileRuns.WithLabelValues("in_sync").Inc()
 			return
@@ -186,6 +225,17 @@ func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time)
 			return
 		}
 	}
+}
+
+// joinsServer reports whether cs commits a server Joining: the next round
+// adds it to Raft and, once caught up, activates it.
+func joinsServer(cs []consensus.Change) bool {
+	for _, c := range cs {
+		if c.Member.Role == consensus.RoleServer && c.Member.Status == consensus.StatusJoining {
+			return true
+		}
+	}
+	return false
 }
 
 // trackFailedAbsent updates the leader's memory of Failed members missing

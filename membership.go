@@ -215,6 +215,7 @@ func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(co
 	}
 	searchUntil := time.Now().Add(search)
 	var last error
+	wait := forwardRetryMin
 	for {
 		addr := n.forwardTarget()
 		if addr != "" {
@@ -242,11 +243,27 @@ func (n *Node) forwardFor(ctx context.Context, bound time.Duration, call func(co
 		} else {
 			last = errors.New("no leader known")
 		}
-		if time.Now().After(searchUntil) || !sleepCtx(ctx, 100*time.Millisecond) {
+		if time.Now().After(searchUntil) || !sleepCtx(ctx, jitter(wait)) {
 			reach, total := n.reachableVoters()
 			return &NoQuorumError{Reachable: reach, Total: total, Cause: last}
 		}
+		wait = min(2*wait, forwardRetryMax)
 	}
+}
+
+// Forwarding retries back off from forwardRetryMin to forwardRetryMax.
+// Without a leader every member's lease renewal is forwarded at once: at a
+// fixed 100 ms a thousand members sent ten thousand requests a second to
+// the servers, which starved the very election that would end it.
+const (
+	forwardRetryMin = 100 * time.Millisecond
+	forwardRetryMax = 800 * time.Millisecond
+)
+
+// jitter spreads d over [0.75d, 1.25d) so that members that lost the
+// leader together do not retry in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + rand.N(d/2)
 }
 
 // notSent reports whether a transport error proves the request never left

@@ -61,7 +61,7 @@ type Node struct {
 	verifier *leaderVerifier // coalesced VerifyLeader
 	actors   *localActors    // actors activated here
 	pcache   *placementCache // placements looked up or made here
-	placeCh  chan placeReq   // the leader's group-commit queue
+	placeCh  chan placeReq   // the leader's group-commit queue (servers only)
 	coord    *migration.Coordinator
 	draining drainSet // nodes the leader is draining
 
@@ -126,7 +126,11 @@ func New(cfg Config, host Host) (*Node, error) {
 		lease:       newHolderLease(),
 		leases:      &leaderLeases{},
 		pcache:      newPlacementCache(100_000),
-		placeCh:     make(chan placeReq, 4*consensus.MaxBatchItems),
+	}
+	if cfg.Server {
+		// Only a leader places; the queue is 1 MiB, which a fleet of
+		// clients would otherwise each carry for nothing.
+		n.placeCh = make(chan placeReq, 4*consensus.MaxBatchItems)
 	}
 	n.actors = newLocalActors(host, logger)
 	n.verifier = &leaderVerifier{fn: func(ctx context.Context) error {

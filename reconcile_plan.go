@@ -30,7 +30,8 @@ type reconcileInput struct {
 // one member may be a sequence (Failed, Left, Joining): the FSM applies them
 // in order. Rules:
 //
-//   - alive, unknown or Left with another boot ID → Joining (a new incarnation)
+//   - alive, unknown or Left with another boot ID → Joining (a new incarnation);
+//     every "→ Joining" below is "→ Joining, Active" for a client
 //   - alive, Left with the same boot ID → nothing: it is leaving (Failed → Left
 //     clears the boot ID, so a node that was only reaped rejoins)
 //   - alive, Failed → Left, Joining (a recovered node rejoins as new incarnation)
@@ -62,6 +63,17 @@ func planReconcile(in reconcileInput) []consensus.Change {
 			prev = s
 		}
 	}
+	// join commits a new incarnation after the steps that end the old one.
+	// A client needs nothing more before it may be Active (a server must
+	// first be caught up in Raft), so it goes Joining and Active in the same
+	// epoch: a join storm then costs one epoch per batch, not two.
+	join := func(m consensus.Member, before ...consensus.Status) {
+		steps := append(before, consensus.StatusJoining)
+		if m.Role == consensus.RoleClient {
+			steps = append(steps, consensus.StatusActive)
+		}
+		add(m, steps...)
+	}
 	for _, g := range in.Gossip {
 		seen[g.Name] = true
 		if !ValidID(g.Name) {
@@ -81,27 +93,27 @@ func planReconcile(in reconcileInput) []consensus.Change {
 		case gossip.StatusAlive:
 			switch rec.Status {
 			case consensus.StatusNone:
-				add(meta, consensus.StatusJoining)
+				join(meta)
 			case consensus.StatusLeft:
 				if rec.Boot != want.Boot {
-					add(meta, consensus.StatusJoining)
+					join(meta)
 				}
 			case consensus.StatusFailed:
-				add(meta, consensus.StatusLeft, consensus.StatusJoining)
+				join(meta, consensus.StatusLeft)
 			case consensus.StatusActive:
 				if rec.Boot != "" && rec.Boot != want.Boot {
-					add(meta, consensus.StatusFailed, consensus.StatusLeft, consensus.StatusJoining)
+					join(meta, consensus.StatusFailed, consensus.StatusLeft)
 				} else if meta != rec {
 					add(meta, consensus.StatusActive)
 				}
 			case consensus.StatusLeaving:
 				if rec.Boot != "" && rec.Boot != want.Boot {
 					// A new process: the old one stopped while leaving.
-					add(meta, consensus.StatusLeft, consensus.StatusJoining)
+					join(meta, consensus.StatusLeft)
 				}
 			case consensus.StatusJoining:
 				if rec.Boot != "" && rec.Boot != want.Boot {
-					add(meta, consensus.StatusFailed, consensus.StatusLeft, consensus.StatusJoining)
+					join(meta, consensus.StatusFailed, consensus.StatusLeft)
 				} else if meta.Role == consensus.RoleClient || in.InRaft[g.Name] {
 					add(meta, consensus.StatusActive)
 				} else if meta != rec {

@@ -49,7 +49,8 @@ func TestPlanReconcile(t *testing.T) {
 		absentAt map[string]time.Duration
 		want     []string
 	}{
-		{name: "new member joins", gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: []string{"a:joining"}},
+		{name: "new client joins and activates in one batch", gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: []string{"a:joining", "a:active"}},
+		{name: "new server joins, waits for raft", gossip: []gossip.Member{gm("s", alive, "b1", "server")}, want: []string{"s:joining"}},
 		{name: "joining client activates", view: []consensus.Member{rec("a", consensus.StatusJoining, "b1", client)},
 			gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: []string{"a:active"}},
 		{name: "joining server waits for raft", view: []consensus.Member{rec("s", consensus.StatusJoining, "b1", server)},
@@ -61,19 +62,21 @@ func TestPlanReconcile(t *testing.T) {
 		{name: "active fails", view: []consensus.Member{rec("a", consensus.StatusActive, "b1", client)},
 			gossip: []gossip.Member{gm("a", failed, "b1", "client")}, want: []string{"a:failed"}},
 		{name: "failed comes back as new incarnation", view: []consensus.Member{rec("a", consensus.StatusFailed, "b1", client)},
-			gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: []string{"a:left/-", "a:joining"}},
+			gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: []string{"a:left/-", "a:joining", "a:active"}},
 		{name: "restarted before detection", view: []consensus.Member{rec("a", consensus.StatusActive, "b1", client)},
-			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:failed", "a:left/-", "a:joining"}},
+			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:failed", "a:left/-", "a:joining", "a:active"}},
+		{name: "server restarted before detection", view: []consensus.Member{rec("s", consensus.StatusActive, "b1", server)},
+			gossip: []gossip.Member{gm("s", alive, "b2", "server")}, inRaft: []string{"s"}, want: []string{"s:failed", "s:left/-", "s:joining"}},
 		{name: "left on purpose stays left while alive", view: []consensus.Member{rec("a", consensus.StatusLeft, "b1", client)},
 			gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: nil},
 		{name: "left then new process rejoins", view: []consensus.Member{rec("a", consensus.StatusLeft, "b1", client)},
-			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:joining"}},
+			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:joining", "a:active"}},
 		{name: "restarted while leaving", view: []consensus.Member{rec("a", consensus.StatusLeaving, "b1", client)},
-			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:left", "a:joining"}},
+			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:left", "a:joining", "a:active"}},
 		{name: "still leaving", view: []consensus.Member{rec("a", consensus.StatusLeaving, "b1", client)},
 			gossip: []gossip.Member{gm("a", alive, "b1", "client")}, want: nil},
 		{name: "restarted while joining", view: []consensus.Member{rec("a", consensus.StatusJoining, "b1", client)},
-			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:failed", "a:left/-", "a:joining"}},
+			gossip: []gossip.Member{gm("a", alive, "b2", "client")}, want: []string{"a:failed", "a:left/-", "a:joining", "a:active"}},
 		{name: "gossip leave of active", view: []consensus.Member{rec("a", consensus.StatusActive, "b1", client)},
 			gossip: []gossip.Member{gm("a", left, "b1", "client")}, want: []string{"a:leaving", "a:left"}},
 		{name: "gossip leave of joining", view: []consensus.Member{rec("a", consensus.StatusJoining, "b1", client)},
@@ -94,7 +97,7 @@ func TestPlanReconcile(t *testing.T) {
 		{name: "self never marked absent", view: []consensus.Member{rec("me", consensus.StatusActive, "b1", server)},
 			elapsed: time.Hour, want: nil},
 		{name: "batch sorted by id", gossip: []gossip.Member{gm("b", alive, "x", "client"), gm("a", alive, "y", "client")},
-			want: []string{"a:joining", "b:joining"}},
+			want: []string{"a:joining", "a:active", "b:joining", "b:active"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"sync"
 
 	"github.com/kelpie/cluster/consensus"
@@ -14,6 +15,15 @@ type viewBox struct {
 	v       consensus.View
 	set     bool
 	changed chan struct{}
+
+	// enc caches the JSON of the latest view served, so that a view change
+	// woken up a thousand blocking queries is encoded once, not a thousand
+	// times.
+	enc struct {
+		sync.Mutex
+		index uint64
+		body  []byte
+	}
 }
 
 func newViewBox() *viewBox { return &viewBox{changed: make(chan struct{})} }
@@ -39,4 +49,24 @@ func (b *viewBox) offer(v consensus.View) bool {
 	close(b.changed)
 	b.changed = make(chan struct{})
 	return true
+}
+
+// encode returns v (a view got from b) as JSON, reusing the encoding of an
+// earlier call for the same Raft index. A view is immutable per index, so
+// the cached bytes are exactly what encoding v again would produce.
+func (b *viewBox) encode(v consensus.View) ([]byte, error) {
+	b.enc.Lock()
+	defer b.enc.Unlock()
+	if b.enc.body != nil && b.enc.index == v.Index {
+		return b.enc.body, nil
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	body = append(body, '\n')
+	if v.Index >= b.enc.index {
+		b.enc.index, b.enc.body = v.Index, body
+	}
+	return body, nil
 }

@@ -482,6 +482,10 @@ func (s *Server) Shutdown() error {
 	}
 	if trans != nil {
 		errs = append(errs, trans.Close())
+		// Close closes only the listener. The pooled outgoing connections
+		// would stay open, and with them every peer's goroutine serving
+		// one (in-process clusters leak them until the process exits).
+		trans.CloseStreams()
 	}
 	if st != nil {
 		errs = append(errs, st.closer())
