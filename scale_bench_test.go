@@ -274,15 +274,6 @@ func emitCrash(t *testing.T, members int, res []float64) {
 	}
 }
 
-func emit(t *testing.T, r benchrec.Record) {
-	t.Helper()
-	line, err := benchrec.Emit(r)
-	if err != nil {
-		t.Errorf("bench record: %v", err)
-	}
-	t.Log(line)
-}
-
 // raiseNoFile lifts the soft open-files limit to the hard one: each member
 // holds gossip UDP+TCP sockets, an HTTP listener and peer connections.
 func raiseNoFile(t *testing.T) {
