@@ -446,3 +446,44 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 	t.Logf("%d migrations committed, %d aborted", migrated.Load(), aborted.Load())
 	tc.checkSingleActivation()
 }
+
+// TestMigrationAtomicity_OwnerCacheNotStuck: a client owner that cached its
+// actor's placement while it was Migrating serves it again once the
+// migration has ended (it used to refuse requests through it with "actor is
+// migrating" for as long as the stale entry lived, seen in the stress test).
+func TestMigrationAtomicity_OwnerCacheNotStuck(t *testing.T) {
+	tc, _ := startFleet(t, 2)
+	leader := tc.waitLeader()
+	c1 := tc.node("c1")
+	placeOn(t, c1, "cached", "c1", 3)
+	withHooks(t, leader, migration.Hooks{AfterStart: func(r migration.Record) {
+		// c1 learns the Migrating placement (as traffic through it would).
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			c1.pcache.drop(r.Actor)
+			lr, err := c1.Lookup(context.Background(), r.Actor)
+			if err == nil && lr.Placement.State == placement.StateMigrating {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Error("c1 never saw the placement Migrating")
+	}})
+	out, err := leader.Migrate(context.Background(), "cached", "c2")
+	if err != nil || out.State != "committed" {
+		t.Fatalf("migrate: %+v %v", out, err)
+	}
+	withHooks(t, leader, migration.Hooks{})
+	if v, node := value(t, c1, "cached"); v != 3 || node != "c2" {
+		t.Fatalf("after the migration: %d on %s, want 3 on c2", v, node)
+	}
+	// And back: the new owner's cache now holds what it learnt meanwhile.
+	out, err = leader.Migrate(context.Background(), "cached", "c1")
+	if err != nil || out.State != "committed" {
+		t.Fatalf("migrate back: %+v %v", out, err)
+	}
+	if v, node := value(t, c1, "cached"); v != 3 || node != "c1" {
+		t.Fatalf("after migrating back: %d on %s, want 3 on c1", v, node)
+	}
+	tc.checkSingleActivation()
+}
