@@ -88,9 +88,14 @@ bench-place:
 bench-http:
 	$(BENCH_ENV) scripts/bench-http.sh
 
-# A 1,000-member in-process fleet: join storm, epochs, detection at N=1,000.
+# A 1,000-member in-process fleet: join storm, epochs, detection at N=1,000;
+# then the same at BENCH_SCALE_SMALL members, for the trend.
+BENCH_SCALE_SMALL ?= 250
 bench-scale:
-	$(BENCH_ENV) KELPIE_BENCH_SCALE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestScaleJoinStorm1000$$' .
+	@st=0; \
+	$(BENCH_ENV) KELPIE_BENCH_SCALE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestScaleJoinStorm1000$$' . || st=1; \
+	$(BENCH_ENV) KELPIE_BENCH_SCALE=1 KELPIE_BENCH_SCALE_N=$(BENCH_SCALE_SMALL) $(GO) test -count=1 -timeout 30m -v -run '^TestScaleJoinStorm1000$$' . || st=1; \
+	exit $$st
 
 # Failure detection, actor failover and false positives on kelpied processes.
 bench-processes:
