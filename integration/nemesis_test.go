@@ -17,6 +17,7 @@ package integration
 // KELPIE_REQUIRE_NEMESIS=1 (set by .ci/run) that is a failure.
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -24,6 +25,18 @@ import (
 )
 
 const nemSec = time.Second
+
+// quarantine skips a scenario that has shown a safety violation the library
+// does not yet fix, unless KELPIE_NEMESIS_ALL=1. It is loud on purpose: a
+// quarantined scenario is a known bug, not a pass. Run it with:
+// KELPIE_NEMESIS_ALL=1 go test -run TestNemesis ./integration/
+func quarantine(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("KELPIE_NEMESIS_ALL") == "1" {
+		return
+	}
+	t.Skipf("QUARANTINED (known violation, not a pass): %s — set KELPIE_NEMESIS_ALL=1 to run it", why)
+}
 
 func runNemesis(t *testing.T, sc nemesis.Scenario) {
 	t.Helper()
@@ -37,6 +50,7 @@ func runNemesis(t *testing.T, sc nemesis.Scenario) {
 }
 
 func TestNemesis_MinorityPartition(t *testing.T) {
+	quarantine(t, "G8 (seed 101, 1 run in about 7): after the heal, a server that the majority had declared Failed served an increment under its old token from its fenced state before it learnt of its rejoin; the re-placement then restarted the counter from zero")
 	runNemesis(t, nemesis.Scenario{Seed: 101, Steps: []nemesis.Step{
 		// 22s: far longer than failure detection across a partition (a
 		// few seconds with the default profile), so the minority is
