@@ -63,6 +63,15 @@ type Config struct {
 	// all is marked Failed only after the leader's gossip has run this long
 	// (after a restart, gossip needs time to rediscover everyone). Default 30s.
 	MissingMemberGrace time.Duration
+	// FailureHold: when gossip declares a member failed, the leader first
+	// tries to connect to the member's HTTP port. Refused or unanswered (a
+	// crashed process, a dead or cut-off host), the Failed verdict commits
+	// at once; accepted (the process is there but paused or starved — the
+	// kernel still accepts for it), the verdict is held back, re-checked on
+	// every reconcile, for at most this long after it was first seen, so a
+	// GC or scheduling pause does not cost a member its actors. 0 disables
+	// the check. Default 5s.
+	FailureHold time.Duration
 	// QuorumTimeout bounds every view-change attempt: without a reachable
 	// quorum it fails with ErrNoQuorum within this time. Default 5s.
 	QuorumTimeout time.Duration
@@ -144,6 +153,7 @@ func DefaultConfig() Config {
 		ReconcileInterval:   3 * time.Second,
 		ReconcileBatchDelay: 100 * time.Millisecond,
 		MissingMemberGrace:  30 * time.Second,
+		FailureHold:         5 * time.Second,
 		QuorumTimeout:       5 * time.Second,
 		FollowWait:          30 * time.Second,
 		InvokeTimeout:       10 * time.Second,
@@ -260,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReconcileBatchDelay < 0 || c.ReconcileBatchDelay > time.Second {
 		errs = append(errs, errors.New("ReconcileBatchDelay must be within 0-1s"))
+	}
+	if c.FailureHold < 0 || c.FailureHold > time.Minute {
+		errs = append(errs, errors.New("FailureHold must be within 0-1m"))
 	}
 	if c.Server {
 		if err := c.Voters.Validate(); err != nil {

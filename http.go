@@ -329,7 +329,9 @@ func (n *Node) handleLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if n.raft != nil && n.raft.IsLeader() {
-		err = n.leaveMember(r.Context(), req.ID, req.Boot)
+		if err = n.leaderReady(r.Context()); err == nil {
+			err = n.leaveMember(r.Context(), req.ID, req.Boot)
+		}
 	} else {
 		err = n.forwardFor(r.Context(), n.cfg.QuorumTimeout+n.cfg.DrainTimeout, func(ctx context.Context, c *Client) error { return c.leave(ctx, req) })
 	}

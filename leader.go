@@ -19,9 +19,11 @@ func (n *Node) leadershipLoop() {
 	var (
 		cancel context.CancelFunc
 		done   chan struct{}
+		term   uint64 // the term the running session was started in
 	)
 	stop := func() {
 		if cancel != nil {
+			n.gate.shut()
 			cancel()
 			<-done
 			cancel, done = nil, nil
@@ -40,8 +42,15 @@ func (n *Node) leadershipLoop() {
 		case <-tick.C:
 		}
 		leader := n.raft.IsLeader()
+		if leader && cancel != nil && n.raft.Term() != term {
+			// Leadership was lost and won again between two looks: the
+			// session's state (lease grants, readiness) belongs to the
+			// old term.
+			stop()
+		}
 		switch {
 		case leader && cancel == nil:
+			term = n.raft.Term()
 			n.metrics.LeaderChanges.Inc()
 			now := time.Now()
 			n.mu.Lock()
@@ -49,7 +58,7 @@ func (n *Node) leadershipLoop() {
 			n.mu.Unlock()
 			n.leases.reset(now)
 			n.logger.Info("leadership gained", "term", n.raft.Stats().Term)
-			cancel, done = n.startLeaderSession()
+			cancel, done = n.startLeaderSession(term)
 		case !leader && cancel != nil:
 			n.mu.Lock()
 			n.mu.leaderSince = time.Time{}
@@ -59,25 +68,26 @@ func (n *Node) leadershipLoop() {
 	}
 }
 
-func (n *Node) startLeaderSession() (context.CancelFunc, chan struct{}) {
+func (n *Node) startLeaderSession(term uint64) (context.CancelFunc, chan struct{}) {
 	ctx, cancel := context.WithCancel(n.ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.leaderSession(ctx)
+		n.leaderSession(ctx, term)
 	}()
 	return cancel, done
 }
 
-// leaderSession is everything the leader does while it leads: a barrier (so
-// FSM state is current before acting on it), voter management, and the
-// reconcile loop.
-func (n *Node) leaderSession(ctx context.Context) {
+// leaderSession is everything the leader of term does while it leads: a
+// barrier (so FSM state is current before acting on it; it opens n.ready),
+// voter management, and the reconcile loop.
+func (n *Node) leaderSession(ctx context.Context, term uint64) {
 	for {
 		bctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
 		err := n.raft.Barrier(bctx)
 		cancel()
 		if err == nil {
+			n.gate.open(term)
 			break
 		}
 		n.logger.Warn("barrier after election failed", "err", err)
@@ -110,7 +120,8 @@ func (n *Node) leaderSession(ctx context.Context) {
 	defer func() { <-rebalDone }()
 
 	absent := map[string]time.Time{}
-	n.reconcile(ctx, absent)
+	holds := failureHolds{}
+	n.reconcile(ctx, absent, holds)
 	tick := time.NewTicker(n.cfg.ReconcileInterval)
 	defer tick.Stop()
 	for {
@@ -123,7 +134,7 @@ func (n *Node) leaderSession(ctx context.Context) {
 			}
 		case <-tick.C:
 		}
-		n.reconcile(ctx, absent)
+		n.reconcile(ctx, absent, holds)
 	}
 }
 
@@ -166,8 +177,9 @@ const reconcileMaxBatch = 10
 // run only for what a commit or fix leaves to do (a joining server).
 //
 // failedAbsent is the leader session's memory of when each Failed member was
-// first seen missing from gossip.
-func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time) {
+// first seen missing from gossip, holds of Failed verdicts held back
+// (holdPaused).
+func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time, holds failureHolds) {
 	for round := 0; round < 3 && ctx.Err() == nil; round++ {
 		n.mu.Lock()
 		started := n.mu.gossipStart
@@ -198,7 +210,7 @@ func (n *Node) reconcile(ctx context.Context, failedAbsent map[string]time.Time)
 		in2 := in
 		in2.InRaft = inConfig
 		changed := n.fixRaftMembership(ctx, in2)
-		changes := planReconcile(in)
+		changes := n.holdPaused(ctx, in, planReconcile(in), holds)
 		if len(changes) == 0 {
 			if !changed {
 				n.metrics.ReconcileRuns.WithLabelValues("in_sync").Inc()

@@ -236,8 +236,10 @@ func (l *leaderLeases) get(id string, incarnation uint64) (lastGrant, electedAt 
 
 // grantLease runs on the leader for a renewal request.
 func (n *Node) grantLease(ctx context.Context, req leaseRequest) (leaseGrant, error) {
-	if n.raft == nil || !n.raft.IsLeader() {
-		return leaseGrant{}, ErrNotLeader
+	// A new leader's view may still miss what the previous leader
+	// committed (a Failed verdict for this very node): wait for it.
+	if err := n.leaderReady(ctx); err != nil {
+		return leaseGrant{}, err
 	}
 	m, ok := n.fsm.View().Member(req.ID)
 	if !ok || m.Boot != req.Boot || m.Incarnation != req.Incarnation {

@@ -46,6 +46,9 @@ func (n *Node) Migrate(ctx context.Context, actor, to string) (MigrationOutcome,
 		return MigrationOutcome{}, fmt.Errorf("%w: target %q", ErrInvalidArgument, to)
 	}
 	if n.raft != nil && n.raft.IsLeader() {
+		if err := n.leaderReady(ctx); err != nil {
+			return MigrationOutcome{}, err
+		}
 		return n.coord.Migrate(ctx, actor, to)
 	}
 	var out MigrationOutcome
@@ -92,6 +95,9 @@ func (n *Node) Drain(ctx context.Context, node string) (DrainResult, error) {
 		return DrainResult{}, fmt.Errorf("%w: node %q", ErrInvalidArgument, node)
 	}
 	if n.raft != nil && n.raft.IsLeader() {
+		if err := n.leaderReady(ctx); err != nil {
+			return DrainResult{}, err
+		}
 		return n.drainLocal(ctx, node)
 	}
 	var out DrainResult

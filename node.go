@@ -47,6 +47,7 @@ type Node struct {
 	reg     *prometheus.Registry
 
 	peerHTTP *http.Client // node-to-node HTTP, bound to BindAddr
+	dialer   *netx.Dialer // node-to-node TCP, bound to BindAddr
 	tls      *tlsState    // nil without TLS
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -59,6 +60,7 @@ type Node struct {
 	lease    *holderLease    // this node's membership lease
 	leases   *leaderLeases   // grants, while leader
 	verifier *leaderVerifier // coalesced VerifyLeader
+	gate     *leaderGate     // opens once a leader's FSM reflects every earlier term
 	actors   *localActors    // actors activated here
 	pcache   *placementCache // placements looked up or made here
 	placeCh  chan placeReq   // the leader's group-commit queue (servers only)
@@ -125,6 +127,7 @@ func New(cfg Config, host Host) (*Node, error) {
 		left:        make(chan struct{}),
 		lease:       newHolderLease(),
 		leases:      &leaderLeases{},
+		gate:        newLeaderGate(),
 		pcache:      newPlacementCache(100_000),
 	}
 	if cfg.Server {
@@ -140,6 +143,7 @@ func New(cfg Config, host Host) (*Node, error) {
 		return n.raft.VerifyLeader(ctx)
 	}}
 	dialer := &netx.Dialer{SourceIP: cfg.BindAddr, Filter: cfg.Filter}
+	n.dialer = dialer
 	tr := &http.Transport{
 		// Connecting is bounded on its own: an unreachable peer fails fast
 		// as "not sent" (so forwarding may retry or report no quorum)

@@ -439,7 +439,11 @@ func (n *Node) LookupConsistent(ctx context.Context, actor string) (LookupResult
 	if n.raft != nil && n.raft.IsLeader() {
 		vctx, cancel := context.WithTimeout(ctx, n.cfg.QuorumTimeout)
 		defer cancel()
-		if err := n.verifier.verify(vctx); err != nil {
+		err := n.leaderReady(vctx) // the FSM holds every earlier term's commits
+		if err == nil {
+			err = n.verifier.verify(vctx)
+		}
+		if err != nil {
 			reach, total := n.reachableVoters()
 			return LookupResult{}, &NoQuorumError{Reachable: reach, Total: total, Cause: err}
 		}
@@ -507,6 +511,9 @@ func (n *Node) Release(ctx context.Context, actor string) error {
 		return err
 	}
 	if n.raft != nil && n.raft.IsLeader() {
+		if err := n.leaderReady(ctx); err != nil {
+			return err
+		}
 		return n.releaseLocal(ctx, actor)
 	}
 	err := n.forward(ctx, func(ctx context.Context, c *Client) error { return c.Release(ctx, actor) })

@@ -290,6 +290,15 @@ func (s *Server) IsLeader() bool {
 	return err == nil && r.State() == raft.Leader
 }
 
+// Term is this server's current Raft term (0 before start).
+func (s *Server) Term() uint64 {
+	r, err := s.r()
+	if err != nil {
+		return 0
+	}
+	return r.CurrentTerm()
+}
+
 // Leader returns the current leader's ID and Raft address, if known.
 func (s *Server) Leader() (id, addr string) {
 	r, err := s.r()

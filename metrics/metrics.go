@@ -66,7 +66,9 @@ var (
 	// MigrationOutcomes are the ways a migration ends (G7).
 	MigrationOutcomes = []string{"committed", "aborted"}
 	// ReconcileResults are the results of one leader reconcile pass.
-	ReconcileResults = []string{"in_sync", "committed", "error"}
+	// held: a Failed verdict was held back because the member's process
+	// still accepts connections (Config.FailureHold).
+	ReconcileResults = []string{"in_sync", "committed", "error", "held"}
 	// LeaseRenewalResults are the results of one lease renewal.
 	LeaseRenewalResults = []string{"granted", "failed"}
 	// GossipStatuses are the gossip statuses reported by kelpie_gossip_members.
@@ -179,7 +181,7 @@ func New(reg prometheus.Registerer, src Source) (*Metrics, error) {
 		}),
 		ReconcileRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kelpie_reconcile_runs_total",
-			Help: "Leader reconcile passes of gossip against the committed view, by result (in_sync, committed, error).",
+			Help: "Leader reconcile passes of gossip against the committed view, by result (in_sync, committed, error; held: a Failed verdict held back because the member still accepts connections).",
 		}, []string{"result"}),
 		ViewChangeCommits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kelpie_view_change_commits_total",

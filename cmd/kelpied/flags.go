@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,6 +45,7 @@ const (
 	flagProbeInterval   = "probe-interval"
 	flagProbeTimeout    = "probe-timeout"
 	flagSuspicionMult   = "suspicion-mult"
+	flagFailureHold     = "failure-hold"
 	flagEnableDebug     = "enable-debug"
 )
 
@@ -112,6 +114,8 @@ func agentFlags() []cli.Flag {
 			Usage: "failure detector: wait for a direct ack before probing indirectly"},
 		&cli.IntFlag{Name: flagSuspicionMult, EnvVars: env(flagSuspicionMult), Value: gossipDefaults.SuspicionMult,
 			Usage: "failure detector: suspicion lasts this × max(1, log10 N) × --probe-interval (up to 6× that without confirmations) before a member is declared failed"},
+		&cli.DurationFlag{Name: flagFailureHold, EnvVars: env(flagFailureHold), Value: cluster.DefaultConfig().FailureHold,
+			Usage: "before committing Failed for a member gossip declares failed, the leader connects to its HTTP port; if the process still accepts (paused, not crashed) the verdict waits up to this long (0 disables)"},
 		&cli.BoolFlag{Name: flagEnableDebug, EnvVars: env(flagEnableDebug),
 			Usage: "serve Go's profiler under /debug/pprof/ on the HTTP API (with ACLs on, it needs the write token)"},
 		&cli.BoolFlag{Name: flagDev, EnvVars: env(flagDev),
@@ -199,6 +203,10 @@ func optionsFromFlags(c *cli.Context) (*options, error) {
 	}
 	if cfg.Gossip.SuspicionMult < 1 || cfg.Gossip.SuspicionMult > 100 {
 		return nil, usagef("--%s %d: need 1-100", flagSuspicionMult, cfg.Gossip.SuspicionMult)
+	}
+	cfg.FailureHold = c.Duration(flagFailureHold)
+	if cfg.FailureHold < 0 || cfg.FailureHold > time.Minute {
+		return nil, usagef("--%s %v: need 0-1m", flagFailureHold, cfg.FailureHold)
 	}
 	cfg.EncryptKey = c.String(flagEncrypt)
 	cfg.TLS = cluster.TLSConfig{CertFile: c.String(flagTLSCert), KeyFile: c.String(flagTLSKey),
