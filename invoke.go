@@ -102,9 +102,9 @@ func (n *Node) invokeOnce(ctx context.Context, actor string, req []byte) (Invoke
 	} else {
 		res, err = n.invokeRemote(ctx, p, req)
 	}
-	// A refusal means the cached placement may be out of date; a migrating
-	// one certainly will be once the migration ends (with a new token), so
-	// the next attempt looks it up again instead of asking under it forever.
+	// A refusal means the cached placement may be out of date (the owner
+	// answering "migrating" knows of a migration the cached entry predates),
+	// so the next attempt looks it up again.
 	if err != nil && (errors.Is(err, ErrStaleToken) || errors.Is(err, ErrNotOwner) || errors.Is(err, ErrNotPlaced) ||
 		errors.Is(err, errOwnerUnreachable) || errors.Is(err, ErrFenced) || errors.Is(err, ErrMigrating)) {
 		n.pcache.drop(actor)
@@ -221,8 +221,7 @@ func (n *Node) confirmOwnership(ctx context.Context, actor string, token uint64)
 		if err != nil {
 			return placement.Placement{}, err
 		}
-	} else if p, _, ok := n.pcache.get(actor); ok && p.Token == token && p.Node == n.cfg.NodeID && p.Incarnation == self.Incarnation &&
-		p.State != placement.StateMigrating { // a migration ends with a new token: ask
+	} else if p, _, ok := n.pcache.get(actor); ok && p.Token == token && p.Node == n.cfg.NodeID && p.Incarnation == self.Incarnation {
 		lr = LookupResult{Placement: p, Found: true}
 	} else {
 		err := n.forward(ctx, func(ctx context.Context, c *Client) error {

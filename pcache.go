@@ -10,7 +10,9 @@ import (
 // placementCache is what a node remembers of placements it has looked up or
 // made (clients have no replica of the table). Entries are dropped when a
 // view change takes their node out of service and when an owner rejects
-// work sent under them (stale token, not owner).
+// work sent under them (stale token, not owner, migrating). A placement that
+// is Migrating is never kept: it is about to change (a migration ends with a
+// new token or an abort), so whoever needs it asks a server again.
 type placementCache struct {
 	mu      sync.Mutex
 	entries map[string]cacheEntry
@@ -40,6 +42,10 @@ func (c *placementCache) putAt(p placement.Placement, index uint64) {
 	defer c.mu.Unlock()
 	if old, ok := c.entries[p.Actor]; ok && old.p.Token > p.Token {
 		return // never replace a newer placement with an older one
+	}
+	if p.State == placement.StateMigrating {
+		delete(c.entries, p.Actor) // what was cached is out of date too
+		return
 	}
 	if len(c.entries) >= c.max {
 		for k := range c.entries { // evict an arbitrary entry; it is only a cache
