@@ -19,6 +19,7 @@ import (
 
 	cluster "github.com/kelpie/cluster"
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/integration/nemesis"
 )
 
 // TestKelpiectlVerbs runs every kelpiectl verb against a real cluster of
@@ -121,7 +122,7 @@ func TestKelpiectlVerbs(t *testing.T) {
 			res: []maskRE{re(`epoch \d+  index \d+`, "epoch <*>  index <*>")}})
 		v, _ := jsonOf[consensus.View](c1.run("view", "--format", "json"))
 		if v.Epoch == 0 || v.Index == 0 || !allHaveStatus(v, consensus.StatusActive, all...) || len(v.Members) != 4 {
-			t.Errorf("view = %s", describeView(v))
+			t.Errorf("view = %s", nemesis.DescribeView(v))
 		}
 		if m, _ := v.Member("c1"); m.Role != consensus.RoleClient || m.Zone != "z1" || m.Boot == "" || m.Incarnation != 1 {
 			t.Errorf("c1 in the view: %+v", m)
@@ -433,7 +434,7 @@ func TestKelpiectlVerbs(t *testing.T) {
 			}
 			prev := views[i-1]
 			if v.Epoch != prev.Epoch+1 || v.Index <= prev.Index {
-				t.Errorf("watch printed %s after %s, want the next epoch", describeView(v), describeView(prev))
+				t.Errorf("watch printed %s after %s, want the next epoch", nemesis.DescribeView(v), nemesis.DescribeView(prev))
 			}
 			for _, m := range v.Members {
 				was, _ := prev.Member(m.ID)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +158,7 @@ func (h *harness) cleanup() {
 	}
 	if h.t.Failed() {
 		for _, p := range all {
-			h.t.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, p.opts.Name, p.logPath, tail(p.logPath, logTailLines))
+			h.t.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, p.opts.Name, p.logPath, nemesis.TailFile(p.logPath, logTailLines))
 		}
 	}
 }
@@ -391,37 +390,6 @@ func isNotReady(err error) bool {
 }
 
 // describeView is a compact one-line form for failure messages.
-func describeView(v consensus.View) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "epoch=%d index=%d [", v.Epoch, v.Index)
-	for i, m := range v.Members {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%s:%s#%d", m.ID, m.Status, m.Incarnation)
-	}
-	b.WriteString("]")
-	return b.String()
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read: %v)", err)
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
 func copyFile(src, dst string) {
 	in, err := os.Open(src)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 
 	cluster "github.com/kelpie/cluster"
 	"github.com/kelpie/cluster/consensus"
+	"github.com/kelpie/cluster/integration/nemesis"
 )
 
 // Timeouts. The default gossip profile declares a dead member failed in a
@@ -71,7 +72,7 @@ func waitSameView(t *testing.T, h *harness, names []string, timeout time.Duratio
 				good = false
 				continue
 			}
-			details = append(details, n+": "+describeView(v))
+			details = append(details, n+": "+nemesis.DescribeView(v))
 			if !ok(v) {
 				good = false
 			}
@@ -351,7 +352,7 @@ func (m *epochMonitor) check(t *testing.T, floor uint64) {
 		var bad []string
 		for _, v := range s.after {
 			if v.Epoch < min {
-				bad = append(bad, describeView(v))
+				bad = append(bad, nemesis.DescribeView(v))
 			}
 		}
 		if len(bad) > 0 {
@@ -513,7 +514,7 @@ func TestKelpiectlSmoke(t *testing.T) {
 		}
 		first := next("the current view")
 		if !allHaveStatus(first, consensus.StatusActive, "dev1") {
-			t.Fatalf("first watched view: %s", describeView(first))
+			t.Fatalf("first watched view: %s", nemesis.DescribeView(first))
 		}
 		// A client joining produces new views (Joining, then Active), each
 		// printed as its own line with a growing index.
@@ -522,7 +523,7 @@ func TestKelpiectlSmoke(t *testing.T) {
 		for !allHaveStatus(last, consensus.StatusActive, "c1") {
 			v := next("c1 Active")
 			if v.Index <= last.Index || v.Epoch < last.Epoch {
-				t.Fatalf("watch went backwards or repeated: %s after %s", describeView(v), describeView(last))
+				t.Fatalf("watch went backwards or repeated: %s after %s", nemesis.DescribeView(v), nemesis.DescribeView(last))
 			}
 			last = v
 		}

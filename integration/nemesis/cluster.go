@@ -470,7 +470,7 @@ func (c *Cluster) converged(names []string) (bool, string) {
 			good = false
 		}
 		leaders[st.Leader.ID] = true
-		parts = append(parts, fmt.Sprintf("%s: ready=%v leader=%s view %s", name, st.Ready, st.Leader.ID, brief(v)))
+		parts = append(parts, fmt.Sprintf("%s: ready=%v leader=%s view %s", name, st.Ready, st.Leader.ID, DescribeView(v)))
 	}
 	if len(leaders) != 1 {
 		good = false
@@ -478,7 +478,9 @@ func (c *Cluster) converged(names []string) (bool, string) {
 	return good, strings.Join(parts, "; ")
 }
 
-func brief(v consensus.View) string {
+// DescribeView renders a view in one line: epoch, index and every member's
+// status and incarnation.
+func DescribeView(v consensus.View) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "e%d@%d[", v.Epoch, v.Index)
 	for i, m := range v.Members {
@@ -492,10 +494,13 @@ func brief(v consensus.View) string {
 }
 
 // LogTail returns the last n lines of the node's log.
-func (n *Node) LogTail(lines int) string {
-	f, err := os.Open(n.LogPath)
+func (n *Node) LogTail(lines int) string { return TailFile(n.LogPath, lines) }
+
+// TailFile returns the last n lines of the file at path.
+func TailFile(path string, lines int) string {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", n.LogPath, err)
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
 	}
 	defer f.Close()
 	var buf []string
