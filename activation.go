@@ -155,8 +155,11 @@ func (a *localActors) run(ctx context.Context, p placement.Placement, allowed fu
 // handoff is the source's half of a migration: deactivate the actor running
 // under oldToken (refusing that token from now on), park its final state
 // for migration id (in case it aborts) and return the state to send. It is
-// idempotent for the same migration.
-func (a *localActors) handoff(ctx context.Context, actor string, oldToken, id uint64) ([]byte, error) {
+// idempotent for the same migration. oldMigration is the migration that
+// produced the placement under oldToken (0 for a fresh placement): state
+// kept here for that migration is the actor's state if the placement was
+// never activated; state kept for any other is another lineage's.
+func (a *localActors) handoff(ctx context.Context, actor string, oldToken, oldMigration, id uint64) ([]byte, error) {
 	if a.host == nil {
 		return nil, ErrNoHost
 	}
@@ -179,8 +182,14 @@ func (a *localActors) handoff(ctx context.Context, actor string, oldToken, id ui
 		a.logger.Info("actor deactivated for migration", "actor", actor, "token", oldToken, "migration", id)
 	} else if s.fencedToken == oldToken {
 		state = s.fenced // stopped by self-fencing under this placement
-	} else if s.holdFor != 0 {
-		state = s.held // parked by an earlier aborted migration, never reactivated
+	} else if oldMigration != 0 && s.holdFor == oldMigration {
+		// Parked by the migration whose abort put the actor back here, or
+		// staged by the one whose commit brought it here, and never
+		// activated since. State held for any other migration belongs to
+		// an earlier lineage (e.g. this node was the source of a migration
+		// that committed, and the actor came back later as a fresh
+		// placement): it must not be resurrected.
+		state = s.held
 	}
 	s.fenced, s.fencedToken = nil, 0
 	s.floor = max(s.floor, oldToken)
@@ -232,6 +241,53 @@ func (a *localActors) deactivate(ctx context.Context, actor string, upTo uint64,
 // the actor goes elsewhere, it resumes with it; a migration hands it off.
 // It returns how many were running.
 func (a *localActors) deactivateAll(ctx context.Context, why string) int {
+	return a.stopAll(ctx, why, true)
+}
+
+// forgetBefore ends everything of a previous incarnation of this node, which
+// rejoined by the commit at index joinedAt: every activation under a token
+// below it is stopped for good and its state dropped, and states kept from
+// self-fencing under such tokens are forgotten. The old incarnation's
+// placements were all released, so none of that may continue: the actors
+// start afresh or carry on elsewhere. Activations of the new incarnation
+// (tokens from joinedAt on) are untouched, and so is state parked or staged
+// for a migration, which is only ever used for the placement that very
+// migration produces. It returns how many activations it stopped.
+func (a *localActors) forgetBefore(ctx context.Context, joinedAt uint64, why string) int {
+	if a.host == nil {
+		return 0
+	}
+	a.mu.Lock()
+	slots := make(map[string]*actorSlot, len(a.slots))
+	for k, v := range a.slots {
+		slots[k] = v
+	}
+	a.mu.Unlock()
+	n := 0
+	for actor, s := range slots {
+		s.mu.Lock()
+		if s.fencedToken != 0 && s.fencedToken < joinedAt {
+			s.fenced, s.fencedToken = nil, 0
+		}
+		if s.active && s.token < joinedAt {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if _, err := a.host.Deactivate(dctx, actor); err != nil {
+				a.logger.Error("deactivate failed; dropping the activation anyway", "actor", actor, "err", err)
+			}
+			cancel()
+			s.active = false
+			s.floor = max(s.floor, s.token)
+			n++
+		}
+		s.mu.Unlock()
+	}
+	if n > 0 {
+		a.logger.Info("deactivated the previous incarnation's actors", "count", n, "why", why)
+	}
+	return n
+}
+
+func (a *localActors) stopAll(ctx context.Context, why string, keep bool) int {
 	if a.host == nil {
 		return 0
 	}

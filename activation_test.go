@@ -60,7 +60,7 @@ func TestLeaseSafety_FenceKeepsStateForSamePlacement(t *testing.T) {
 	// Fenced, then migrated away: the handoff carries the fenced state and
 	// the old token is refused from then on.
 	a.deactivateAll(context.Background(), "fenced")
-	state, err := a.handoff(context.Background(), "x", 20, 21)
+	state, err := a.handoff(context.Background(), "x", 20, 0, 21)
 	if err != nil || string(state) != `{"value":1}` {
 		t.Fatalf("handoff after fence: %q %v", state, err)
 	}
@@ -71,5 +71,79 @@ func TestLeaseSafety_FenceKeepsStateForSamePlacement(t *testing.T) {
 	// The migration aborts: the placement produced by it gets the parked state.
 	if v := runIncr(t, a, h, placement.Placement{Actor: "x", Node: "n1", Token: 22, State: placement.StateActive, Migration: 21}); v != 2 {
 		t.Fatalf("after abort the source resumed at %d, want 2", v)
+	}
+}
+
+// TestMigrationHandoff_NoStateFromAnotherLineage replays the
+// MinorityPartition linearizability failure: this node was the source of a
+// migration that committed (its final state stays parked here), the actor
+// later came back here as a fresh placement that never activated, and a
+// migration away from that placement must hand over a fresh actor, not the
+// parked state of the old lineage.
+func TestMigrationHandoff_NoStateFromAnotherLineage(t *testing.T) {
+	a, h := newTestActors(t)
+	old := placement.Placement{Actor: "x", Node: "n1", Token: 11, State: placement.StateActive}
+	for range 5 {
+		runIncr(t, a, h, old)
+	}
+	state, err := a.handoff(context.Background(), "x", 11, 0, 44) // migration 44 commits elsewhere
+	if err != nil || string(state) != `{"value":5}` {
+		t.Fatalf("first handoff: %q %v", state, err)
+	}
+	// Token 67: a fresh placement here, never activated; migration 68 moves it.
+	state, err = a.handoff(context.Background(), "x", 67, 0, 68)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(state) != 0 {
+		t.Fatalf("handoff of a fresh, never activated placement sent %q: the state of another lineage", state)
+	}
+	// The placement an aborted migration puts back here does carry the
+	// parked state into the next migration.
+	state, err = a.handoff(context.Background(), "x", 70, 68, 71)
+	if err != nil || len(state) != 0 {
+		t.Fatalf("handoff after abort of 68: %q %v", state, err)
+	}
+	p := placement.Placement{Actor: "x", Node: "n1", Token: 80, State: placement.StateActive}
+	runIncr(t, a, h, p)
+	runIncr(t, a, h, p)
+	if state, err = a.handoff(context.Background(), "x", 80, 0, 81); err != nil || string(state) != `{"value":2}` {
+		t.Fatalf("handoff of token 80: %q %v", state, err)
+	}
+	// Migration 81 aborts (placement 85, Migration 81) and a new migration
+	// starts from that placement before it ever activated.
+	if state, err = a.handoff(context.Background(), "x", 85, 81, 86); err != nil || string(state) != `{"value":2}` {
+		t.Fatalf("handoff after abort of 81: %q %v, want the parked state", state, err)
+	}
+}
+
+// TestForgetBefore: a node that rejoined as a new incarnation stops the old
+// incarnation's activations and forgets their fenced states, and leaves the
+// new incarnation's alone.
+func TestForgetBefore(t *testing.T) {
+	a, h := newTestActors(t)
+	oldP := placement.Placement{Actor: "x", Node: "n1", Token: 10, State: placement.StateActive}
+	runIncr(t, a, h, oldP)
+	runIncr(t, a, h, oldP)
+	a.deactivateAll(context.Background(), "fenced") // x fenced under token 10
+	newP := placement.Placement{Actor: "y", Node: "n1", Token: 60, State: placement.StateActive}
+	runIncr(t, a, h, newP)
+	stale := placement.Placement{Actor: "z", Node: "n1", Token: 20, State: placement.StateActive}
+	runIncr(t, a, h, stale)
+
+	if n := a.forgetBefore(context.Background(), 50, "rejoined"); n != 1 {
+		t.Fatalf("stopped %d activations, want 1 (z)", n)
+	}
+	if v := runIncr(t, a, h, newP); v != 2 {
+		t.Fatalf("new incarnation's actor went on at %d, want 2", v)
+	}
+	err := a.run(context.Background(), stale, func() error { return nil }, func() error { return nil })
+	if !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("old incarnation's token after rejoin: %v", err)
+	}
+	// An abort placement of the new incarnation must not pick up x's state
+	// fenced under the old incarnation.
+	if v := runIncr(t, a, h, placement.Placement{Actor: "x", Node: "n1", Token: 70, State: placement.StateActive, Migration: 65}); v != 1 {
+		t.Fatalf("x resumed at %d after the rejoin, want a fresh 1", v)
 	}
 }

@@ -301,7 +301,7 @@ func (l migLog) Abort(ctx context.Context, r migration.Record, reason string) (u
 }
 
 func recordOf(m consensus.Migration) migration.Record {
-	return migration.Record{ID: m.ID, Actor: m.Actor, From: m.From, To: m.To, OldToken: m.OldToken}
+	return migration.Record{ID: m.ID, Actor: m.Actor, From: m.From, To: m.To, OldToken: m.OldToken, OldMigration: m.OldMigration}
 }
 
 // --- migration.Mover over node-to-node HTTP ---
@@ -359,7 +359,7 @@ func (n *Node) memberClient(id string) (*Client, error) {
 // handoffLocal runs the source's half: deactivate, park, send to the target.
 func (n *Node) handoffLocal(ctx context.Context, req handoffRequest) (migration.Receipt, error) {
 	r := req.Record
-	state, err := n.actors.handoff(ctx, r.Actor, r.OldToken, r.ID)
+	state, err := n.actors.handoff(ctx, r.Actor, r.OldToken, r.OldMigration, r.ID)
 	if err != nil {
 		return migration.Receipt{}, err
 	}

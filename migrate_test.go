@@ -333,15 +333,19 @@ func TestJoinIsReal_DrainThenLeave(t *testing.T) {
 
 // TestMigrationAtomicity_Stress: counters incremented while migrating around
 // the cluster repeatedly: every final value equals the acknowledged
-// increments and activation intervals never overlap. (The issue's full size,
-// 500 actors × 5 migrations, runs unless -short.)
+// increments (plus at most the increments whose outcome is unknown) and
+// activation intervals never overlap. (The issue's full size, 500 actors × 5
+// migrations, runs unless -short.) On a loaded machine the in-process leader
+// may lose its leadership meanwhile: migrations it was driving end with an
+// unknown outcome and the next leader finishes them, which is part of what
+// this test checks.
 func TestMigrationAtomicity_Stress(t *testing.T) {
 	actors, rounds := 500, 5
 	if testing.Short() {
 		actors, rounds = 60, 3
 	}
 	tc, all := startFleet(t, 3)
-	leader := tc.waitLeader()
+	tc.waitLeader()
 	names := make([]string, actors)
 	acked := make([]atomic.Int64, actors)
 	for i := range names {
@@ -372,7 +376,7 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 	// Traffic: workers increment random actors; only acknowledged
 	// increments count. Unknown outcomes are not retried and counted apart.
 	stop := make(chan struct{})
-	var unknown atomic.Int64
+	unknown := make([]atomic.Int64, actors)
 	var twg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		twg.Add(1)
@@ -393,15 +397,24 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 				case err == nil:
 					acked[i].Add(1)
 				case errors.Is(err, ErrUnknownOutcome):
-					unknown.Add(1)
+					unknown[i].Add(1)
 				}
 			}
 		}()
 	}
 	// Migrations: each actor moves `rounds` times to a node other than its
 	// current one, 16 at a time.
-	var migrated, aborted atomic.Int64
+	var migrated, aborted, unsettled atomic.Int64
 	nodes := []string{"s1", "s2", "s3", "c1", "c2", "c3"}
+	currentLeader := func() *Node {
+		for range 500 {
+			if l := tc.leader(); l != nil {
+				return l
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}
 	for r := 0; r < rounds; r++ {
 		var mwg sync.WaitGroup
 		msem := make(chan struct{}, 16)
@@ -411,7 +424,12 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 			go func() {
 				defer mwg.Done()
 				defer func() { <-msem }()
-				p, ok, _ := leader.fsm.Placement(a)
+				l := currentLeader()
+				if l == nil {
+					t.Errorf("no leader for 10s")
+					return
+				}
+				p, ok, _ := l.fsm.Placement(a)
 				if !ok {
 					t.Errorf("%s not placed", a)
 					return
@@ -420,8 +438,11 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 				if to == p.Node {
 					to = nodes[(i+r+2)%len(nodes)]
 				}
-				out, err := leader.Migrate(context.Background(), a, to)
+				out, err := l.Migrate(context.Background(), a, to)
+				var nq *NoQuorumError
 				switch {
+				case err != nil && (errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrNotLeader) || errors.As(err, &nq)):
+					unsettled.Add(1) // leadership changed under it
 				case err != nil:
 					t.Errorf("migrate %s: %v", a, err)
 				case out.State == "committed":
@@ -435,15 +456,22 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 	}
 	close(stop)
 	twg.Wait()
-	if u := unknown.Load(); u > 0 {
-		t.Fatalf("%d increments with unknown outcome: counts cannot be checked exactly", u)
-	}
+	// Migrations a deposed leader left running are ended by the next (G7).
+	waitFor(t, 30*time.Second, "no running migrations", func() bool {
+		l := tc.leader()
+		if l == nil {
+			return false
+		}
+		running, _ := l.fsm.Migrations()
+		return len(running) == 0
+	})
 	for i, a := range names {
-		if v, _ := value(t, all[i%len(all)], a); v != acked[i].Load() {
-			t.Errorf("%s = %d, acknowledged increments %d", a, v, acked[i].Load())
+		v, _ := value(t, all[i%len(all)], a)
+		if lo, hi := acked[i].Load(), acked[i].Load()+unknown[i].Load(); v < lo || v > hi {
+			t.Errorf("%s = %d, acknowledged increments %d (+%d with unknown outcome)", a, v, lo, hi-lo)
 		}
 	}
-	t.Logf("%d migrations committed, %d aborted", migrated.Load(), aborted.Load())
+	t.Logf("%d migrations committed, %d aborted, %d unsettled by a leader change", migrated.Load(), aborted.Load(), unsettled.Load())
 	tc.checkSingleActivation()
 }
 

@@ -54,7 +54,7 @@ func (n *Node) publishLoop() {
 					// We were committed Failed and rejoined: every placement of
 					// the old incarnation was released, so nothing activated
 					// under it may keep running here.
-					count := n.actors.deactivateAll(n.ctx, "rejoined as a new incarnation")
+					count := n.actors.forgetBefore(n.ctx, m.JoinedAt, "rejoined as a new incarnation")
 					n.logger.Warn("rejoined as a new incarnation; dropped the old incarnation's actors", "incarnation", m.Incarnation, "actors", count)
 				}
 				incarnation = m.Incarnation

@@ -42,18 +42,22 @@ var (
 
 // Migration is one migration's record.
 type Migration struct {
-	ID        uint64 `json:"id"` // Raft index of MigrationStarted
-	Actor     string `json:"actor"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	OldToken  uint64 `json:"old_token"`
-	State     string `json:"state"` // running, committed, aborted
-	NewToken  uint64 `json:"new_token,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Checksum  string `json:"checksum,omitempty"` // hex SHA-256 of the transferred state
-	Bytes     int64  `json:"bytes,omitempty"`
-	StartedAt int64  `json:"started_at"`         // proposer's clock, unix ns
-	EndedAt   int64  `json:"ended_at,omitempty"` // proposer's clock, unix ns
+	ID       uint64 `json:"id"` // Raft index of MigrationStarted
+	Actor    string `json:"actor"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	OldToken uint64 `json:"old_token"`
+	// OldMigration is the migration whose commit or abort produced the
+	// placement being migrated (0: a fresh placement). The source uses it to
+	// tell state kept from that migration apart from another lineage's.
+	OldMigration uint64 `json:"old_migration,omitempty"`
+	State        string `json:"state"` // running, committed, aborted
+	NewToken     uint64 `json:"new_token,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	Checksum     string `json:"checksum,omitempty"` // hex SHA-256 of the transferred state
+	Bytes        int64  `json:"bytes,omitempty"`
+	StartedAt    int64  `json:"started_at"`         // proposer's clock, unix ns
+	EndedAt      int64  `json:"ended_at,omitempty"` // proposer's clock, unix ns
 }
 
 // MigrationStart is the payload of CmdMigrationStart.
@@ -143,7 +147,8 @@ func applyMigrationStart(tab *placement.Table, ms *migState, v View, c Migration
 	}
 	p.State = placement.StateMigrating
 	tab.Put(p)
-	m := Migration{ID: index, Actor: c.Actor, From: p.Node, To: c.To, OldToken: p.Token, State: MigrationRunning, StartedAt: c.ProposedAtUnixNano}
+	m := Migration{ID: index, Actor: c.Actor, From: p.Node, To: c.To, OldToken: p.Token, OldMigration: p.Migration,
+		State: MigrationRunning, StartedAt: c.ProposedAtUnixNano}
 	ms.running[c.Actor] = m
 	return m, nil
 }

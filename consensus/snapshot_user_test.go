@@ -216,3 +216,33 @@ func TestUserRestore(t *testing.T) {
 		t.Fatalf("entry after the restore: epoch %d index %d, restore %d/%d", res.Epoch, res.Index, v.Epoch, v.Index)
 	}
 }
+
+// A migration records which migration produced the placement it moves
+// (OldMigration): 0 for a fresh placement, the earlier migration's ID for
+// one that a commit (or an abort) produced.
+func TestMigrationRecordsOldMigration(t *testing.T) {
+	h := userSnapshotState(t) // z migrating c → a, from a fresh placement
+	running, _ := h.f.Migrations()
+	if len(running) != 1 || running[0].OldMigration != 0 {
+		t.Fatalf("running %+v, want one from a fresh placement (OldMigration 0)", running)
+	}
+	first := running[0]
+	apply := func(typ CommandType, v any) *ApplyResult {
+		t.Helper()
+		cmd, err := Encode(typ, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := h.applyBytes(cmd)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		return res
+	}
+	apply(CmdMigrationCommit, MigrationEnd{Actor: "z", ID: first.ID, Checksum: "00", ProposedAtUnixNano: 2})
+	z, _, _ := h.f.Placement("z")
+	res := apply(CmdMigrationStart, MigrationStart{Actor: "z", To: "b", Token: z.Token, ProposedAtUnixNano: 3})
+	if res.Migration == nil || res.Migration.OldMigration != first.ID || res.Migration.OldToken != z.Token {
+		t.Fatalf("second migration %+v, want OldMigration %d", res.Migration, first.ID)
+	}
+}

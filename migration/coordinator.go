@@ -23,6 +23,9 @@ type Record struct {
 	From     string `json:"from"`
 	To       string `json:"to"`
 	OldToken uint64 `json:"old_token"`
+	// OldMigration: the migration that produced the placement being
+	// migrated (0: a fresh placement).
+	OldMigration uint64 `json:"old_migration,omitempty"`
 }
 
 // Receipt is what a completed handoff reports.
