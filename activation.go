@@ -244,6 +244,17 @@ func (a *localActors) deactivateAll(ctx context.Context, why string) int {
 	return a.stopAll(ctx, why, true)
 }
 
+// allSlots returns a copy of the slot map (each slot has its own lock).
+func (a *localActors) allSlots() map[string]*actorSlot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	slots := make(map[string]*actorSlot, len(a.slots))
+	for k, v := range a.slots {
+		slots[k] = v
+	}
+	return slots
+}
+
 // forgetBefore ends everything of a previous incarnation of this node, which
 // rejoined by the commit at index joinedAt: every activation under a token
 // below it is stopped for good and its state dropped, and states kept from
@@ -257,12 +268,7 @@ func (a *localActors) forgetBefore(ctx context.Context, joinedAt uint64, why str
 	if a.host == nil {
 		return 0
 	}
-	a.mu.Lock()
-	slots := make(map[string]*actorSlot, len(a.slots))
-	for k, v := range a.slots {
-		slots[k] = v
-	}
-	a.mu.Unlock()
+	slots := a.allSlots()
 	n := 0
 	for actor, s := range slots {
 		s.mu.Lock()
@@ -291,12 +297,7 @@ func (a *localActors) stopAll(ctx context.Context, why string, keep bool) int {
 	if a.host == nil {
 		return 0
 	}
-	a.mu.Lock()
-	slots := make(map[string]*actorSlot, len(a.slots))
-	for k, v := range a.slots {
-		slots[k] = v
-	}
-	a.mu.Unlock()
+	slots := a.allSlots()
 	n := 0
 	for actor, s := range slots {
 		s.mu.Lock()
