@@ -17,7 +17,6 @@ package integration
 // KELPIE_REQUIRE_NEMESIS=1 (set by .ci/run) that is a failure.
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -25,18 +24,6 @@ import (
 )
 
 const nemSec = time.Second
-
-// quarantine skips a scenario that has shown a safety violation the library
-// does not yet fix, unless KELPIE_NEMESIS_ALL=1. It is loud on purpose: a
-// quarantined scenario is a known bug, not a pass. Run it with:
-// KELPIE_NEMESIS_ALL=1 go test -run TestNemesis ./integration/
-func quarantine(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("KELPIE_NEMESIS_ALL") == "1" {
-		return
-	}
-	t.Skipf("QUARANTINED (known violation, not a pass): %s — set KELPIE_NEMESIS_ALL=1 to run it", why)
-}
 
 func runNemesis(t *testing.T, sc nemesis.Scenario) {
 	t.Helper()
@@ -50,7 +37,6 @@ func runNemesis(t *testing.T, sc nemesis.Scenario) {
 }
 
 func TestNemesis_MinorityPartition(t *testing.T) {
-	quarantine(t, "G8 (seed 101, 1 run in about 7): after the heal, a server that the majority had declared Failed served an increment under its old token from its fenced state before it learnt of its rejoin; the re-placement then restarted the counter from zero")
 	runNemesis(t, nemesis.Scenario{Seed: 101, Steps: []nemesis.Step{
 		// 22s: far longer than failure detection across a partition (a
 		// few seconds with the default profile), so the minority is
@@ -130,7 +116,6 @@ func TestNemesis_RollingRestart(t *testing.T) {
 }
 
 func TestNemesis_MigrationStorm(t *testing.T) {
-	quarantine(t, "linearizability (seed 110, 1 run in 8): in one migration lineage of ctr-0 (tokens 43→48→58) the acknowledged increments do not form a linearizable counter history; not yet analysed")
 	runNemesis(t, nemesis.Scenario{Seed: 110, Workers: 5, Counters: 6,
 		Mix: nemesis.Mix{Incr: 30, Get: 10, Lookup: 10, Place: 5, Migrate: 45},
 		Steps: []nemesis.Step{
