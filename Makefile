@@ -64,26 +64,29 @@ integration:
 # table and rewrites BENCHMARKS.md and BENCHMARKS.json. The process-level
 # parts need root (private network namespaces, nftables). Knobs:
 # BENCH_TRIALS (detection/failover trials), BENCH_SIZES (detection cluster
-# sizes), BENCH_FP_DURATION (the loss/pause false-positive run).
+# sizes), BENCH_FP_DURATION (the loss/pause false-positive run); BENCH_PARTS
+# with BENCH_BASE=BENCHMARKS.json re-runs some parts and carries the other
+# sections over from the earlier report (marked as such in it).
 BENCH_RAW         ?= $(CURDIR)/tmp/bench.jsonl
 BENCH_TRIALS      ?= 20
 BENCH_SIZES       ?= 5,50
 BENCH_FP_DURATION ?= 10m
+BENCH_BASE        ?=
 BENCH_ENV = KELPIE_BENCH_OUT=$(BENCH_RAW)
 
 # Every part runs even if an earlier one fails (a part fails when it cannot
 # measure, e.g. a fleet that never converges; a missed target is a record,
 # not a failure); the report is written from whatever was measured, and the
 # target fails at the end if any part did.
-BENCH_PARTS = bench-place bench-http bench-scale bench-processes
+BENCH_PARTS ?= bench-place bench-http bench-scale bench-processes
 
 bench:
 	@mkdir -p $(dir $(BENCH_RAW)) && rm -f $(BENCH_RAW)
 	@failed=""; for p in $(BENCH_PARTS); do \
 		$(MAKE) --no-print-directory $$p || failed="$$failed $$p"; \
 	done; \
-	$(GO) run ./internal/benchreport -in $(BENCH_RAW) -md BENCHMARKS.md -json BENCHMARKS.json \
-		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)" || exit 1; \
+	$(GO) run ./internal/benchreport -in $(BENCH_RAW) -md BENCHMARKS.md -json BENCHMARKS.json $(if $(BENCH_BASE),-base $(BENCH_BASE)) \
+		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)$(if $(BENCH_BASE), BENCH_PARTS='$(BENCH_PARTS)')" || exit 1; \
 	if [ -n "$$failed" ]; then echo "bench: these parts failed:$$failed (see their output above)"; exit 1; fi
 
 # Library Place against the raw-Raft baselines (same run), Lookup, Migration.

@@ -4,6 +4,11 @@
 // "<!-- notes -->" and "<!-- /notes -->" markers of an existing BENCHMARKS.md
 // is kept: that is where people explain the figures.
 //
+// With -base (an earlier BENCHMARKS.json), the sections this run did not
+// measure are carried over from that report, each marked with the run it
+// comes from, so that re-running one part (make bench BENCH_PARTS=bench-place
+// BENCH_BASE=BENCHMARKS.json) does not drop the others.
+//
 //	go run ./internal/benchreport -in bench.jsonl -md BENCHMARKS.md -json BENCHMARKS.json -cmd "make bench"
 package main
 
@@ -42,6 +47,16 @@ type Report struct {
 	Command string            `json:"command"`
 	Machine Machine           `json:"machine"`
 	Records []benchrec.Record `json:"records"`
+	// Carried lists the sections taken over from an earlier report
+	// (-base) because this run did not measure them.
+	Carried []Carried `json:"carried,omitempty"`
+}
+
+// Carried is a section of an earlier run kept in this report.
+type Carried struct {
+	Section string `json:"section"`
+	Date    string `json:"date"`    // of the run that measured it
+	Command string `json:"command"` // that run's command
 }
 
 // sectionOrder is the order of sections in the report.
@@ -54,14 +69,15 @@ func main() {
 	md := flag.String("md", "BENCHMARKS.md", "Markdown report to write")
 	js := flag.String("json", "BENCHMARKS.json", "machine-readable report to write")
 	command := flag.String("cmd", "make bench", "the command that produced the records, as it is to be quoted")
+	base := flag.String("base", "", "earlier BENCHMARKS.json whose sections this run did not measure are carried over")
 	flag.Parse()
-	if err := run(*in, *md, *js, *command, os.Stdout); err != nil {
+	if err := run(*in, *base, *md, *js, *command, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, md, js, command string, out io.Writer) error {
+func run(in, base, md, js, command string, out io.Writer) error {
 	if in == "" {
 		return errors.New("-in is required")
 	}
@@ -73,6 +89,11 @@ func run(in, md, js, command string, out io.Writer) error {
 		return fmt.Errorf("%s holds no records: did the benchmarks run?", in)
 	}
 	rep := Report{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Command: command, Machine: machine(), Records: recs}
+	if base != "" {
+		if err := carryOver(&rep, base); err != nil {
+			return err
+		}
+	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
@@ -85,6 +106,42 @@ func run(in, md, js, command string, out io.Writer) error {
 		return err
 	}
 	printTable(out, recs)
+	return nil
+}
+
+// carryOver adds to rep the sections of the report at path that rep has no
+// records for. The base must come from the same kind of machine: only
+// same-run ratios are meaningful, so a carried section is always marked.
+func carryOver(rep *Report, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var old Report
+	if err := json.Unmarshal(b, &old); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if old.Machine.Cores != rep.Machine.Cores || old.Machine.CPU != rep.Machine.CPU {
+		return fmt.Errorf("%s was measured on another machine (%d cores, %s); not carrying its figures over", path, old.Machine.Cores, old.Machine.CPU)
+	}
+	measured := bySection(rep.Records)
+	carried := map[string]bool{}
+	for _, r := range old.Records {
+		if len(measured[r.Section]) > 0 {
+			continue
+		}
+		rep.Records = append(rep.Records, r)
+		if !carried[r.Section] {
+			carried[r.Section] = true
+			c := Carried{Section: r.Section, Date: old.Date, Command: old.Command}
+			for _, oc := range old.Carried { // carried twice: keep the origin
+				if oc.Section == r.Section {
+					c = oc
+				}
+			}
+			rep.Carried = append(rep.Carried, c)
+		}
+	}
 	return nil
 }
 
@@ -240,7 +297,13 @@ func markdown(rep Report, notes, mdPath, jsonPath string) string {
 	fmt.Fprintf(&b, "\n## Notes\n\n%s\n", notes)
 	bs := bySection(rep.Records)
 	for _, s := range sections(bs) {
-		fmt.Fprintf(&b, "\n## %s\n\n| metric | conditions | value | samples | target |\n|---|---|---|---|---|\n", strings.ToUpper(s[:1])+s[1:])
+		fmt.Fprintf(&b, "\n## %s\n\n", strings.ToUpper(s[:1])+s[1:])
+		for _, c := range rep.Carried {
+			if c.Section == s {
+				fmt.Fprintf(&b, "Carried over from the run of %s (`%s`): this run did not measure it.\n\n", c.Date, c.Command)
+			}
+		}
+		fmt.Fprintf(&b, "| metric | conditions | value | samples | target |\n|---|---|---|---|---|\n")
 		methods := []string{}
 		seenMethod := map[string]bool{}
 		for _, r := range bs[s] {

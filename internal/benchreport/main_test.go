@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kelpie/cluster/internal/benchrec"
+)
+
+// Re-running one part replaces that section and carries the others over
+// from the earlier report, marked as carried.
+func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
+	dir := t.TempDir()
+	base := Report{Date: "2026-01-01 00:00 UTC", Command: "make bench", Machine: machine(), Records: []benchrec.Record{
+		{Section: "placement", Metric: "place_ops_per_s", Value: 1},
+		{Section: "scale", Metric: "all_active_s", Value: 99},
+	}}
+	b, _ := json.Marshal(base)
+	basePath := filepath.Join(dir, "base.json")
+	if err := os.WriteFile(basePath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "new.jsonl")
+	line, _ := json.Marshal(benchrec.Record{Section: "placement", Metric: "place_ops_per_s", Value: 2})
+	if err := os.WriteFile(in, append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md, js := filepath.Join(dir, "B.md"), filepath.Join(dir, "B.json")
+	if err := run(in, basePath, md, js, "make bench BENCH_PARTS=bench-place", io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	raw, _ := os.ReadFile(js)
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]float64{}
+	for _, r := range got.Records {
+		vals[r.Section] += r.Value
+	}
+	if len(got.Records) != 2 || vals["placement"] != 2 || vals["scale"] != 99 {
+		t.Fatalf("records %+v: want the new placement figure and the old scale one", got.Records)
+	}
+	if len(got.Carried) != 1 || got.Carried[0].Section != "scale" || got.Carried[0].Date != base.Date {
+		t.Fatalf("carried %+v", got.Carried)
+	}
+	text, _ := os.ReadFile(md)
+	if !strings.Contains(string(text), "Carried over from the run of 2026-01-01 00:00 UTC") {
+		t.Fatalf("report does not mark the carried section:\n%s", text)
+	}
+
+	// A base from another machine is refused rather than mixed in.
+	base.Machine.Cores++
+	b, _ = json.Marshal(base)
+	os.WriteFile(basePath, b, 0o644)
+	if err := run(in, basePath, md, js, "x", io.Discard); err == nil {
+		t.Fatal("a base from another machine was accepted")
+	}
+}
