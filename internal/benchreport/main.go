@@ -4,10 +4,11 @@
 // "<!-- notes -->" and "<!-- /notes -->" markers of an existing BENCHMARKS.md
 // is kept: that is where people explain the figures.
 //
-// With -base (an earlier BENCHMARKS.json), the sections this run did not
-// measure are carried over from that report, each marked with the run it
-// comes from, so that re-running one part (make bench BENCH_PARTS=bench-place
-// BENCH_BASE=BENCHMARKS.json) does not drop the others.
+// With -base (an earlier BENCHMARKS.json), the figures (section and metric)
+// this run did not measure are carried over from that report, each marked
+// with the run it comes from, so that re-running one part (make bench
+// BENCH_PARTS=bench-place BENCH_BASE=BENCHMARKS.json) does not drop the
+// others.
 //
 //	go run ./internal/benchreport -in bench.jsonl -md BENCHMARKS.md -json BENCHMARKS.json -cmd "make bench"
 package main
@@ -47,14 +48,16 @@ type Report struct {
 	Command string            `json:"command"`
 	Machine Machine           `json:"machine"`
 	Records []benchrec.Record `json:"records"`
-	// Carried lists the sections taken over from an earlier report
-	// (-base) because this run did not measure them.
+	// Carried lists the figures taken over from an earlier report (-base)
+	// because this run did not measure them.
 	Carried []Carried `json:"carried,omitempty"`
 }
 
-// Carried is a section of an earlier run kept in this report.
+// Carried is a figure (all records of one metric) of an earlier run kept in
+// this report.
 type Carried struct {
 	Section string `json:"section"`
+	Metric  string `json:"metric"`
 	Date    string `json:"date"`    // of the run that measured it
 	Command string `json:"command"` // that run's command
 }
@@ -109,8 +112,8 @@ func run(in, base, md, js, command string, out io.Writer) error {
 	return nil
 }
 
-// carryOver adds to rep the sections of the report at path that rep has no
-// records for. The base must come from the same kind of machine: only
+// carryOver adds to rep the figures (section and metric) of the report at
+// path that rep has no records for. The base must come from the same kind of machine: only
 // same-run ratios are meaningful, so a carried section is always marked.
 func carryOver(rep *Report, path string) error {
 	b, err := os.ReadFile(path)
@@ -124,18 +127,23 @@ func carryOver(rep *Report, path string) error {
 	if old.Machine.Cores != rep.Machine.Cores || old.Machine.CPU != rep.Machine.CPU {
 		return fmt.Errorf("%s was measured on another machine (%d cores, %s); not carrying its figures over", path, old.Machine.Cores, old.Machine.CPU)
 	}
-	measured := bySection(rep.Records)
-	carried := map[string]bool{}
+	type key struct{ section, metric string }
+	measured := map[key]bool{}
+	for _, r := range rep.Records {
+		measured[key{r.Section, r.Metric}] = true
+	}
+	carried := map[key]bool{}
 	for _, r := range old.Records {
-		if len(measured[r.Section]) > 0 {
+		k := key{r.Section, r.Metric}
+		if measured[k] {
 			continue
 		}
 		rep.Records = append(rep.Records, r)
-		if !carried[r.Section] {
-			carried[r.Section] = true
-			c := Carried{Section: r.Section, Date: old.Date, Command: old.Command}
+		if !carried[k] {
+			carried[k] = true
+			c := Carried{Section: r.Section, Metric: r.Metric, Date: old.Date, Command: old.Command}
 			for _, oc := range old.Carried { // carried twice: keep the origin
-				if oc.Section == r.Section {
+				if oc.Section == r.Section && oc.Metric == r.Metric {
 					c = oc
 				}
 			}
@@ -300,7 +308,7 @@ func markdown(rep Report, notes, mdPath, jsonPath string) string {
 		fmt.Fprintf(&b, "\n## %s\n\n", strings.ToUpper(s[:1])+s[1:])
 		for _, c := range rep.Carried {
 			if c.Section == s {
-				fmt.Fprintf(&b, "Carried over from the run of %s (`%s`): this run did not measure it.\n\n", c.Date, c.Command)
+				fmt.Fprintf(&b, "`%s` is carried over from the run of %s (`%s`): this run did not measure it.\n\n", c.Metric, c.Date, c.Command)
 			}
 		}
 		fmt.Fprintf(&b, "| metric | conditions | value | samples | target |\n|---|---|---|---|---|\n")

@@ -11,13 +11,14 @@ import (
 	"github.com/kelpie/cluster/internal/benchrec"
 )
 
-// Re-running one part replaces that section and carries the others over
-// from the earlier report, marked as carried.
+// Re-running one part replaces its figures and carries the others over from
+// the earlier report, marked as carried.
 func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 	dir := t.TempDir()
 	base := Report{Date: "2026-01-01 00:00 UTC", Command: "make bench", Machine: machine(), Records: []benchrec.Record{
 		{Section: "placement", Metric: "place_ops_per_s", Value: 1},
 		{Section: "scale", Metric: "all_active_s", Value: 99},
+		{Section: "placement", Metric: "lookup_ns", Value: 50},
 	}}
 	b, _ := json.Marshal(base)
 	basePath := filepath.Join(dir, "base.json")
@@ -40,16 +41,16 @@ func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 	}
 	vals := map[string]float64{}
 	for _, r := range got.Records {
-		vals[r.Section] += r.Value
+		vals[r.Metric] += r.Value
 	}
-	if len(got.Records) != 2 || vals["placement"] != 2 || vals["scale"] != 99 {
-		t.Fatalf("records %+v: want the new placement figure and the old scale one", got.Records)
+	if len(got.Records) != 3 || vals["place_ops_per_s"] != 2 || vals["all_active_s"] != 99 || vals["lookup_ns"] != 50 {
+		t.Fatalf("records %+v: want the new placement figure and the old others", got.Records)
 	}
-	if len(got.Carried) != 1 || got.Carried[0].Section != "scale" || got.Carried[0].Date != base.Date {
+	if len(got.Carried) != 2 || got.Carried[0].Metric != "all_active_s" || got.Carried[0].Date != base.Date {
 		t.Fatalf("carried %+v", got.Carried)
 	}
 	text, _ := os.ReadFile(md)
-	if !strings.Contains(string(text), "Carried over from the run of 2026-01-01 00:00 UTC") {
+	if !strings.Contains(string(text), "`all_active_s` is carried over from the run of 2026-01-01 00:00 UTC") {
 		t.Fatalf("report does not mark the carried section:\n%s", text)
 	}
 
