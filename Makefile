@@ -66,12 +66,14 @@ integration:
 # BENCH_TRIALS (detection/failover trials), BENCH_SIZES (detection cluster
 # sizes), BENCH_FP_DURATION (the loss/pause false-positive run); BENCH_PARTS
 # with BENCH_BASE=BENCHMARKS.json re-runs some parts and carries the other
-# sections over from the earlier report (marked as such in it).
+# figures over from the earlier report (marked as such in it);
+# BENCH_PROC_RUN picks the process-level tests (e.g. TestFalsePositives).
 BENCH_RAW         ?= $(CURDIR)/tmp/bench.jsonl
 BENCH_TRIALS      ?= 20
 BENCH_SIZES       ?= 5,50
 BENCH_FP_DURATION ?= 10m
 BENCH_BASE        ?=
+BENCH_PROC_RUN    ?= TestDetection|TestFailover|TestFalsePositives
 BENCH_ENV = KELPIE_BENCH_OUT=$(BENCH_RAW)
 
 # Every part runs even if an earlier one fails (a part fails when it cannot
@@ -110,7 +112,7 @@ bench-scale:
 bench-processes:
 	$(BENCH_ENV) KELPIE_BENCH=1 KELPIE_BENCH_TRIALS=$(BENCH_TRIALS) KELPIE_BENCH_SIZES=$(BENCH_SIZES) \
 		KELPIE_BENCH_FP_DURATION=$(BENCH_FP_DURATION) \
-		$(GO) test -count=1 -timeout 120m -v -run 'TestDetection|TestFailover|TestFalsePositives' ./integration/bench
+		$(GO) test -count=1 -timeout 120m -v -run '$(BENCH_PROC_RUN)' ./integration/bench
 
 fmt:
 	gofmt -l -w .
