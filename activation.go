@@ -172,6 +172,12 @@ func (a *localActors) handoff(ctx context.Context, actor string, oldToken, oldMi
 	if s.active && s.token != oldToken {
 		return nil, &placement.StaleTokenError{Current: s.token, Presented: oldToken}
 	}
+	if oldToken <= s.floor || id < s.holdFor {
+		// A handoff for a placement this node already gave up (released,
+		// or handed to a newer migration): a deposed leader's request
+		// arriving late. It must not replace the newer migration's state.
+		return nil, &placement.StaleTokenError{Current: s.floor + 1, Presented: oldToken}
+	}
 	var state []byte
 	if s.active {
 		st, err := a.host.Deactivate(ctx, actor)
@@ -207,6 +213,12 @@ func (a *localActors) stage(actor string, id uint64, state []byte) error {
 	defer s.mu.Unlock()
 	if s.active {
 		return fmt.Errorf("%s is active here (token %d); cannot stage migration %d", actor, s.token, id)
+	}
+	if id < s.holdFor {
+		// Migration IDs are Raft indexes: an older migration's transfer
+		// arriving late (its leader was deposed) must not replace the state
+		// a newer one staged or parked here.
+		return fmt.Errorf("%w: migration %d is older than %d, whose state is kept here", ErrStaleToken, id, s.holdFor)
 	}
 	s.held, s.holdFor = state, id
 	return nil

@@ -147,3 +147,35 @@ func TestForgetBefore(t *testing.T) {
 		t.Fatalf("x resumed at %d after the rejoin, want a fresh 1", v)
 	}
 }
+
+// A deposed leader's migration reaching a node late never replaces the state
+// a newer migration parked or staged there.
+func TestMigrationHandoff_LateOlderMigrationIsRefused(t *testing.T) {
+	a, h := newTestActors(t)
+	p := placement.Placement{Actor: "x", Node: "n1", Token: 10, State: placement.StateActive}
+	runIncr(t, a, h, p)
+	runIncr(t, a, h, p)
+	// Target side: migration 30 staged here, then migration 20's transfer
+	// (older, its leader deposed) arrives.
+	if err := a.stage("y", 30, []byte(`{"value":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.stage("y", 20, []byte(`{"value":3}`)); !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("late stage of an older migration: %v", err)
+	}
+	if v := runIncr(t, a, h, placement.Placement{Actor: "y", Node: "n1", Token: 31, State: placement.StateActive, Migration: 30}); v != 8 {
+		t.Fatalf("y after migration 30 committed here: %d, want 8", v)
+	}
+	// Source side: migration 40 took x (token 10); a late handoff of the
+	// same token for an older migration 35 is refused and leaves 40's
+	// parked state alone.
+	if state, err := a.handoff(context.Background(), "x", 10, 0, 40); err != nil || string(state) != `{"value":2}` {
+		t.Fatalf("handoff 40: %q %v", state, err)
+	}
+	if _, err := a.handoff(context.Background(), "x", 10, 0, 35); !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("late handoff of an older migration: %v", err)
+	}
+	if v := runIncr(t, a, h, placement.Placement{Actor: "x", Node: "n1", Token: 41, State: placement.StateActive, Migration: 40}); v != 3 {
+		t.Fatalf("x after migration 40 aborted: %d, want 3", v)
+	}
+}

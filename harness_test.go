@@ -99,7 +99,11 @@ func (tc *testCluster) start(id string, o nodeOpts) *Node {
 		cfg.Voters.Voters = o.voters
 	}
 	if testing.Verbose() || os.Getenv("KELPIE_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		level := slog.LevelInfo
+		if os.Getenv("KELPIE_TEST_LOG") == "debug" {
+			level = slog.LevelDebug
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	if o.mutate != nil {
 		o.mutate(&cfg)

@@ -147,13 +147,19 @@ func (n *Node) drainLocal(ctx context.Context, node string) (DrainResult, error)
 	n.draining.add(node)
 	defer n.draining.done(node)
 	res := DrainResult{Node: node}
+	// Moved counts the actors that were here and are not any more: a
+	// migration whose commit outcome was unknown to the round that ran it
+	// (a leader change) still counts once it is applied.
+	seen := map[string]bool{}
 	for round := 0; ctx.Err() == nil; round++ {
 		ps, _ := n.fsm.PlacementsByNode(node)
 		if len(ps) == 0 {
 			break
 		}
+		for _, p := range ps {
+			seen[p.Actor] = true
+		}
 		moved, noTarget := n.migrateAway(ctx, ps, node)
-		res.Moved += moved
 		if moved == 0 {
 			// Nothing moved this round. Migrations refused for a while
 			// (cooldown, one already running, an abort) are retried until
@@ -170,7 +176,9 @@ func (n *Node) drainLocal(ctx context.Context, node string) (DrainResult, error)
 	ps, _ := n.fsm.PlacementsByNode(node)
 	for _, p := range ps {
 		res.Failed = append(res.Failed, p.Actor)
+		delete(seen, p.Actor)
 	}
+	res.Moved = len(seen)
 	res.Duration = time.Since(start).Round(time.Millisecond).String()
 	n.logger.Info("drain finished", "target", node, "moved", res.Moved, "left", len(res.Failed))
 	if len(res.Failed) > 0 {
