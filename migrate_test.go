@@ -344,6 +344,19 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 	if testing.Short() {
 		actors, rounds = 60, 3
 	}
+	migrationStress(t, actors, rounds, false)
+}
+
+// TestMigrationAtomicity_StressLeaderChanges is the stress test with the
+// leadership handed to another voter every 0.6 s while migrations run: the
+// deposed leader's migrations end with unknown outcomes, its late transfers
+// reach nodes after the next leader has moved on, and the next leader aborts
+// what it finds running. No acknowledged increment may be lost.
+func TestMigrationAtomicity_StressLeaderChanges(t *testing.T) {
+	migrationStress(t, 150, 5, true)
+}
+
+func migrationStress(t *testing.T, actors, rounds int, churn bool) {
 	tc, all := startFleet(t, 3)
 	tc.waitLeader()
 	names := make([]string, actors)
@@ -404,7 +417,28 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 	}
 	// Migrations: each actor moves `rounds` times to a node other than its
 	// current one, 16 at a time.
-	var migrated, aborted, unsettled atomic.Int64
+	var migrated, aborted, unsettled, refused, transfers atomic.Int64
+	if churn {
+		churnDone := make(chan struct{})
+		defer func() { <-churnDone }()
+		go func() {
+			defer close(churnDone)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(600 * time.Millisecond):
+				}
+				if l := tc.leader(); l != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					if l.raft.TransferLeadership(ctx) == nil {
+						transfers.Add(1)
+					}
+					cancel()
+				}
+			}
+		}()
+	}
 	nodes := []string{"s1", "s2", "s3", "c1", "c2", "c3"}
 	currentLeader := func() *Node {
 		for range 500 {
@@ -443,6 +477,8 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 				switch {
 				case err != nil && (errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrNotLeader) || errors.As(err, &nq)):
 					unsettled.Add(1) // leadership changed under it
+				case err != nil && (errors.Is(err, ErrMigrating) || errors.Is(err, migration.ErrInProgress)):
+					refused.Add(1) // a deposed leader's migration of it still runs
 				case err != nil:
 					t.Errorf("migrate %s: %v", a, err)
 				case out.State == "committed":
@@ -471,7 +507,11 @@ func TestMigrationAtomicity_Stress(t *testing.T) {
 			t.Errorf("%s = %d, acknowledged increments %d (+%d with unknown outcome)", a, v, lo, hi-lo)
 		}
 	}
-	t.Logf("%d migrations committed, %d aborted, %d unsettled by a leader change", migrated.Load(), aborted.Load(), unsettled.Load())
+	t.Logf("%d migrations committed, %d aborted, %d unsettled by a leader change, %d refused (still migrating); %d leadership transfers",
+		migrated.Load(), aborted.Load(), unsettled.Load(), refused.Load(), transfers.Load())
+	if churn && transfers.Load() == 0 {
+		t.Error("no leadership transfer happened: the test did not test what it says")
+	}
 	tc.checkSingleActivation()
 }
 
