@@ -124,18 +124,33 @@ func EncodeRelease(b ReleaseBatch) ([]byte, error) { return Encode(CmdRelease, b
 // place (the caller holds the write lock).
 func applyPlace(tab *placement.Table, v View, b PlaceBatch, index uint64) []PlaceOutcome {
 	out := make([]PlaceOutcome, len(b.Items))
+	// Batches name few nodes: look each up in the view once.
+	var (
+		lastNode string
+		last     Member
+		active   bool
+	)
 	for i, it := range b.Items {
-		if p, ok := tab.Get(it.Actor); ok {
-			out[i] = PlaceOutcome{Placement: p, Existing: true}
+		if i == 0 || it.Node != lastNode {
+			lastNode = it.Node
+			last, active = v.Member(it.Node)
+			active = active && last.Status == StatusActive
+		}
+		if !active {
+			if p, ok := tab.Get(it.Actor); ok {
+				out[i] = PlaceOutcome{Placement: p, Existing: true}
+			} else {
+				out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q", ErrNodeNotActive, it.Node)}
+			}
 			continue
 		}
-		m, ok := v.Member(it.Node)
-		if !ok || m.Status != StatusActive {
-			out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q", ErrNodeNotActive, it.Node)}
+		p := placement.Placement{Actor: it.Actor, Node: it.Node, Token: index, State: placement.StateActive, Incarnation: last.Incarnation}
+		// Insert also clears the actor's orphan record; an actor already
+		// placed keeps its placement (Place is idempotent).
+		if q, ok := tab.Insert(p); !ok {
+			out[i] = PlaceOutcome{Placement: q, Existing: true}
 			continue
 		}
-		p := placement.Placement{Actor: it.Actor, Node: it.Node, Token: index, State: placement.StateActive, Incarnation: m.Incarnation}
-		tab.Put(p) // also clears the actor's orphan record
 		out[i] = PlaceOutcome{Placement: p}
 	}
 	return out
