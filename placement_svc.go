@@ -84,8 +84,10 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 			return err
 		})
 	}
+	local := false // the answer came from this server's own replica
 	if n.raft != nil && n.raft.IsLeader() {
 		res, err = n.placeLocal(ctx, actor, opts)
+		local = err == nil
 		// Leadership ended while the request was queued or committing:
 		// Place is idempotent, so ask the new leader. If the entry was
 		// proposed (unknown outcome) only a success may replace that
@@ -104,17 +106,20 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 		err = forward()
 	}
 	n.metrics.PlacementRequest(outcomeOf(err), time.Since(start))
-	if err == nil {
+	if err == nil && !local {
+		// Remember what another server answered (a replica here may not
+		// have applied it yet). A local answer is in the replica already.
 		n.pcache.put(res.Placement)
 	}
 	return res, err
 }
 
 func outcomeOf(err error) string {
+	if err == nil {
+		return "ok" // before errors.As, whose target would escape (an allocation per call)
+	}
 	var nq *NoQuorumError
 	switch {
-	case err == nil:
-		return "ok"
 	case errors.As(err, &nq):
 		return "no_quorum"
 	case errors.Is(err, ErrNotLeader):
