@@ -208,6 +208,7 @@ func (n *Node) runPlacer(ctx context.Context) {
 		inflight.Wait()
 		n.failQueued(ErrNotLeader)
 	}()
+	var batch []placeReq // reused: decidePlace copies what it keeps
 	for {
 		// Take a slot before a request: while every slot is committing,
 		// requests queue up and the next batch is larger.
@@ -216,7 +217,8 @@ func (n *Node) runPlacer(ctx context.Context) {
 			return
 		case slots <- struct{}{}:
 		}
-		var batch []placeReq
+		clear(batch)
+		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return
