@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -266,19 +269,11 @@ func TestTableMatchesReference(t *testing.T) {
 				refOrphans[o.Actor] = o
 			}
 		}
-		var want []Placement
-		for _, p := range ref {
-			want = append(want, p)
-		}
-		sortPlacements(want)
+		want := slices.SortedFunc(maps.Values(ref), func(a, b Placement) int { return strings.Compare(a.Actor, b.Actor) })
 		if got := tb.All(); !reflect.DeepEqual(got, want) {
 			rt.Fatalf("All() = %v, want %v", got, want)
 		}
-		var wantOrphans []Orphan
-		for _, o := range refOrphans {
-			wantOrphans = append(wantOrphans, o)
-		}
-		sortOrphans(wantOrphans)
+		wantOrphans := slices.SortedFunc(maps.Values(refOrphans), func(a, b Orphan) int { return strings.Compare(a.Actor, b.Actor) })
 		if got := tb.Orphans(); !reflect.DeepEqual(got, wantOrphans) {
 			rt.Fatalf("Orphans() = %v, want %v", got, wantOrphans)
 		}
