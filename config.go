@@ -201,13 +201,21 @@ func ValidID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !idByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// idByte[c] reports whether c may appear in an ID (one table load per byte:
+// ValidID runs on every Lookup and Place).
+var idByte = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+	}
+	return t
+}()
 
 // Validate checks the configuration without changing it.
 func (c Config) Validate() error {

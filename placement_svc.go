@@ -84,8 +84,10 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 			return err
 		})
 	}
+	local := false // the answer came from this server's own replica
 	if n.raft != nil && n.raft.IsLeader() {
 		res, err = n.placeLocal(ctx, actor, opts)
+		local = err == nil
 		// Leadership ended while the request was queued or committing:
 		// Place is idempotent, so ask the new leader. If the entry was
 		// proposed (unknown outcome) only a success may replace that
@@ -104,17 +106,20 @@ func (n *Node) Place(ctx context.Context, actor string, opts PlaceOptions) (Plac
 		err = forward()
 	}
 	n.metrics.PlacementRequest(outcomeOf(err), time.Since(start))
-	if err == nil {
+	if err == nil && !local {
+		// Remember what another server answered (a replica here may not
+		// have applied it yet). A local answer is in the replica already.
 		n.pcache.put(res.Placement)
 	}
 	return res, err
 }
 
 func outcomeOf(err error) string {
+	if err == nil {
+		return "ok" // before errors.As, whose target would escape (an allocation per call)
+	}
 	var nq *NoQuorumError
 	switch {
-	case err == nil:
-		return "ok"
 	case errors.As(err, &nq):
 		return "no_quorum"
 	case errors.Is(err, ErrNotLeader):
@@ -145,22 +150,30 @@ type placeReply struct {
 	err error
 }
 
+// replyChans recycles the reply channels of placeLocal: a channel goes back
+// only once its one reply has been received, so a reused channel is empty
+// and nobody else holds it.
+var replyChans = sync.Pool{New: func() any { return make(chan placeReply, 1) }}
+
 // placeLocal hands a request to the leader's placer and waits.
 func (n *Node) placeLocal(ctx context.Context, actor string, opts PlaceOptions) (PlaceResult, error) {
 	if p, ok, _ := n.fsm.Placement(actor); ok {
 		return PlaceResult{Placement: p, Existing: true}, nil
 	}
-	r := placeReq{actor: actor, opts: opts, reply: make(chan placeReply, 1)}
+	reply := replyChans.Get().(chan placeReply)
+	r := placeReq{actor: actor, opts: opts, reply: reply}
 	select {
 	case n.placeCh <- r:
 	case <-ctx.Done():
+		replyChans.Put(reply) // never sent: nobody can answer on it
 		return PlaceResult{}, ctx.Err()
 	}
 	select {
-	case rep := <-r.reply:
+	case rep := <-reply:
+		replyChans.Put(reply)
 		return rep.res, rep.err
 	case <-ctx.Done():
-		return PlaceResult{}, ctx.Err()
+		return PlaceResult{}, ctx.Err() // the placer may still answer: drop the channel
 	}
 }
 
@@ -195,6 +208,7 @@ func (n *Node) runPlacer(ctx context.Context) {
 		inflight.Wait()
 		n.failQueued(ErrNotLeader)
 	}()
+	var batch []placeReq // reused: decidePlace copies what it keeps
 	for {
 		// Take a slot before a request: while every slot is committing,
 		// requests queue up and the next batch is larger.
@@ -203,7 +217,8 @@ func (n *Node) runPlacer(ctx context.Context) {
 			return
 		case slots <- struct{}{}:
 		}
-		var batch []placeReq
+		clear(batch)
+		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return
@@ -219,8 +234,8 @@ func (n *Node) runPlacer(ctx context.Context) {
 				break drain
 			}
 		}
-		items, waiting := n.decidePlace(batch, pl)
-		if len(items) == 0 {
+		d := n.decidePlace(batch, pl)
+		if len(d.items) == 0 {
 			<-slots
 			continue
 		}
@@ -228,7 +243,7 @@ func (n *Node) runPlacer(ctx context.Context) {
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			n.commitBatch(ctx, items, waiting, pl)
+			n.commitBatch(ctx, d, pl)
 		}()
 	}
 }
@@ -245,11 +260,25 @@ func (n *Node) failQueued(err error) {
 	}
 }
 
+// decided is a batch ready to commit: the items, the request that asked for
+// each (reqs[i] for items[i]) and any further requests for the same actor.
+type decided struct {
+	items []consensus.PlaceItem
+	reqs  []placeReq
+	dups  []dupReq
+}
+
+// dupReq is a request for the actor of items[item] that was not the first.
+type dupReq struct {
+	item int
+	r    placeReq
+}
+
 // decidePlace answers what it can at once (already placed, lease pending,
 // no eligible node) and chooses a node for the rest. It returns the items
-// to commit and, per item, the requests waiting for it; the items' nodes
-// are counted in pl.pending until commitBatch answers them.
-func (n *Node) decidePlace(batch []placeReq, pl *placer) ([]consensus.PlaceItem, [][]placeReq) {
+// to commit and the requests waiting for them; the items' nodes are counted
+// in pl.pending until commitBatch answers them.
+func (n *Node) decidePlace(batch []placeReq, pl *placer) decided {
 	v := n.fsm.View()
 	nodes := n.placementNodes(v)
 	ids := make([]string, len(nodes))
@@ -267,12 +296,11 @@ func (n *Node) decidePlace(batch []placeReq, pl *placer) ([]consensus.PlaceItem,
 	pl.mu.Unlock()
 	now := time.Now()
 
-	var items []consensus.PlaceItem
-	var waiting [][]placeReq   // item index → requests answered by it
-	itemOf := map[string]int{} // actor → index in items
+	d := decided{items: make([]consensus.PlaceItem, 0, len(batch)), reqs: make([]placeReq, 0, len(batch))}
+	itemOf := make(map[string]int, len(batch)) // actor → index in d.items
 	for _, r := range batch {
 		if i, ok := itemOf[r.actor]; ok {
-			waiting[i] = append(waiting[i], r)
+			d.dups = append(d.dups, dupReq{item: i, r: r})
 			continue
 		}
 		if p, ok, _ := n.fsm.Placement(r.actor); ok {
@@ -294,44 +322,47 @@ func (n *Node) decidePlace(batch []placeReq, pl *placer) ([]consensus.PlaceItem,
 			continue
 		}
 		loads[node]++
-		itemOf[r.actor] = len(items)
-		waiting = append(waiting, []placeReq{r})
-		items = append(items, consensus.PlaceItem{Actor: r.actor, Node: node})
+		itemOf[r.actor] = len(d.items)
+		d.reqs = append(d.reqs, r)
+		d.items = append(d.items, consensus.PlaceItem{Actor: r.actor, Node: node})
 	}
-	if len(items) > 0 {
+	if len(d.items) > 0 {
 		pl.mu.Lock()
-		for _, it := range items {
+		for _, it := range d.items {
 			pl.pending[it.Node]++
 		}
 		pl.mu.Unlock()
 	}
-	return items, waiting
+	return d
 }
 
 // commitBatch commits one decided batch and answers its requests.
-func (n *Node) commitBatch(ctx context.Context, items []consensus.PlaceItem, waiting [][]placeReq, pl *placer) {
-	n.metrics.PlaceBatch.Observe(float64(len(items)))
-	res, err := n.commitPlace(ctx, items)
+func (n *Node) commitBatch(ctx context.Context, d decided, pl *placer) {
+	n.metrics.PlaceBatch.Observe(float64(len(d.items)))
+	res, err := n.commitPlace(ctx, d.items)
 	// The FSM has applied the entry (or it failed): its placements are
 	// now in the committed loads, or never will be from this proposal.
 	pl.mu.Lock()
-	for _, it := range items {
+	for _, it := range d.items {
 		if pl.pending[it.Node]--; pl.pending[it.Node] <= 0 {
 			delete(pl.pending, it.Node)
 		}
 	}
 	pl.mu.Unlock()
-	for i := range items {
-		for _, r := range waiting[i] {
-			switch {
-			case err != nil:
-				r.reply <- placeReply{err: err}
-			case res.Place[i].Err != nil:
-				r.reply <- placeReply{err: res.Place[i].Err}
-			default:
-				r.reply <- placeReply{res: PlaceResult{Placement: res.Place[i].Placement, Existing: res.Place[i].Existing}}
-			}
+	answer := func(i int) placeReply {
+		switch {
+		case err != nil:
+			return placeReply{err: err}
+		case res.Place[i].Err != nil:
+			return placeReply{err: res.Place[i].Err}
 		}
+		return placeReply{res: PlaceResult{Placement: res.Place[i].Placement, Existing: res.Place[i].Existing}}
+	}
+	for i, r := range d.reqs {
+		r.reply <- answer(i)
+	}
+	for _, dr := range d.dups {
+		dr.r.reply <- answer(dr.item)
 	}
 }
 
@@ -411,8 +442,9 @@ func (n *Node) Lookup(ctx context.Context, actor string) (LookupResult, error) {
 		return LookupResult{}, err
 	}
 	if n.fsm != nil {
-		p, ok, idx := n.fsm.Placement(actor)
-		return LookupResult{Placement: p, Found: ok, Index: idx}, nil
+		var res LookupResult // filled in place: this is the local-read fast path
+		res.Placement, res.Found, res.Index = n.fsm.Placement(actor)
+		return res, nil
 	}
 	if p, idx, ok := n.pcache.get(actor); ok {
 		return LookupResult{Placement: p, Found: true, Index: idx}, nil

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/kelpie/cluster/placement"
 )
@@ -124,18 +123,33 @@ func EncodeRelease(b ReleaseBatch) ([]byte, error) { return Encode(CmdRelease, b
 // place (the caller holds the write lock).
 func applyPlace(tab *placement.Table, v View, b PlaceBatch, index uint64) []PlaceOutcome {
 	out := make([]PlaceOutcome, len(b.Items))
+	// Batches name few nodes: look each up in the view once.
+	var (
+		lastNode string
+		last     Member
+		active   bool
+	)
 	for i, it := range b.Items {
-		if p, ok := tab.Get(it.Actor); ok {
-			out[i] = PlaceOutcome{Placement: p, Existing: true}
+		if i == 0 || it.Node != lastNode {
+			lastNode = it.Node
+			last, active = v.Member(it.Node)
+			active = active && last.Status == StatusActive
+		}
+		if !active {
+			if p, ok := tab.Get(it.Actor); ok {
+				out[i] = PlaceOutcome{Placement: p, Existing: true}
+			} else {
+				out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q", ErrNodeNotActive, it.Node)}
+			}
 			continue
 		}
-		m, ok := v.Member(it.Node)
-		if !ok || m.Status != StatusActive {
-			out[i] = PlaceOutcome{Err: fmt.Errorf("%w: %q", ErrNodeNotActive, it.Node)}
+		p := placement.Placement{Actor: it.Actor, Node: it.Node, Token: index, State: placement.StateActive, Incarnation: last.Incarnation}
+		// Insert also clears the actor's orphan record; an actor already
+		// placed keeps its placement (Place is idempotent).
+		if q, ok := tab.Insert(p); !ok {
+			out[i] = PlaceOutcome{Placement: q, Existing: true}
 			continue
 		}
-		p := placement.Placement{Actor: it.Actor, Node: it.Node, Token: index, State: placement.StateActive, Incarnation: m.Incarnation}
-		tab.Put(p) // also clears the actor's orphan record
 		out[i] = PlaceOutcome{Placement: p}
 	}
 	return out
@@ -190,6 +204,10 @@ func releaseGone(tab *placement.Table, old, next View, index uint64) bool {
 // field order, escapes, characters outside IDs, numbers it would have to
 // interpret), and DecodeCommand then uses the strict JSON decoder, so the
 // accepted language and the results are unchanged.
+//
+// It allocates little: the actors of one entry share one string (they are
+// kept in the placement table, so that memory lives as long as any of
+// them is placed), and each distinct node is one string.
 func decodePlaceFast(b []byte) (PlaceBatch, bool) {
 	const (
 		head    = `{"items":[`
@@ -199,41 +217,65 @@ func decodePlaceFast(b []byte) (PlaceBatch, bool) {
 		tail    = `],"proposed_at":`
 	)
 	var out PlaceBatch
-	s := string(b) // a scratch copy: every string kept is cloned out of it
-	if !strings.HasPrefix(s, head) {
+	if !hasPrefix(b, head) {
 		return out, false
 	}
-	s = s[len(head):]
-	nodes := map[string]string{} // one string per distinct node
+	s := b[len(head):]
+	// First pass: check the shape, and note where each actor is and which
+	// node each item names. The strings are made once the shape is known.
+	type span struct{ start, end, node int }
+	var spans []span
+	actorBytes := 0
+	var nodes []string         // distinct nodes, in order of appearance
+	var nodeIdx map[string]int // node → index in nodes, once there are many
 	for len(s) > 0 && s[0] != ']' {
-		if len(out.Items) > 0 {
+		if len(spans) > 0 {
 			if s[0] != ',' {
 				return out, false
 			}
 			s = s[1:]
 		}
-		if !strings.HasPrefix(s, actorK) {
+		if !hasPrefix(s, actorK) {
 			return out, false
 		}
 		s = s[len(actorK):]
-		actor, rest, ok := cutID(s)
-		if !ok || !strings.HasPrefix(rest, nodeK) {
+		actor, rest, ok := cutIDBytes(s)
+		if !ok || !hasPrefix(rest, nodeK) {
 			return out, false
 		}
-		node, rest, ok := cutID(rest[len(nodeK):])
-		if !ok || !strings.HasPrefix(rest, itemEnd) {
+		start := len(b) - len(s)
+		actorBytes += len(actor)
+		node, rest, ok := cutIDBytes(rest[len(nodeK):])
+		if !ok || !hasPrefix(rest, itemEnd) {
 			return out, false
 		}
-		if n, ok := nodes[node]; ok {
-			node = n
-		} else {
-			node = strings.Clone(node) // s must not outlive the decode
-			nodes[node] = node
+		ni := -1
+		if nodeIdx == nil {
+			for j, n := range nodes {
+				if n == string(node) { // compared, not converted: no allocation
+					ni = j
+					break
+				}
+			}
+		} else if j, ok := nodeIdx[string(node)]; ok {
+			ni = j
 		}
-		out.Items = append(out.Items, PlaceItem{Actor: strings.Clone(actor), Node: node})
+		if ni < 0 {
+			ni = len(nodes)
+			nodes = append(nodes, string(node))
+			if nodeIdx != nil {
+				nodeIdx[nodes[ni]] = ni
+			} else if len(nodes) > 16 { // a large cluster: stop scanning
+				nodeIdx = make(map[string]int, 2*len(nodes))
+				for j, n := range nodes {
+					nodeIdx[n] = j
+				}
+			}
+		}
+		spans = append(spans, span{start, start + len(actor), ni})
 		s = rest[len(itemEnd):]
 	}
-	if !strings.HasPrefix(s, tail) {
+	if !hasPrefix(s, tail) {
 		return out, false
 	}
 	s = s[len(tail):]
@@ -256,21 +298,40 @@ func decodePlaceFast(b []byte) (PlaceBatch, bool) {
 		return out, false
 	}
 	out.ProposedAtUnixNano = int64(t)
+	if len(spans) == 0 {
+		return out, true
+	}
+	buf := make([]byte, 0, actorBytes)
+	for _, sp := range spans {
+		buf = append(buf, b[sp.start:sp.end]...)
+	}
+	all := string(buf) // the one copy of every actor
+	out.Items = make([]PlaceItem, len(spans))
+	off := 0
+	for i, sp := range spans {
+		n := sp.end - sp.start
+		out.Items[i] = PlaceItem{Actor: all[off : off+n], Node: nodes[sp.node]}
+		off += n
+	}
 	return out, true
 }
 
-// cutID splits s at the first '"', requiring every byte before it to be an
-// ID byte ([A-Za-z0-9._-], which JSON never escapes).
-func cutID(s string) (id, rest string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+// cutIDBytes splits b at the first '"', requiring every byte before it to be
+// an ID byte ([A-Za-z0-9._-], which JSON never escapes).
+func cutIDBytes(b []byte) (id, rest []byte, ok bool) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch {
 		case c == '"':
-			return s[:i], s[i+1:], true
+			return b[:i], b[i+1:], true
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
-			return "", "", false
+			return nil, nil, false
 		}
 	}
-	return "", "", false
+	return nil, nil, false
 }

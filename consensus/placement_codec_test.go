@@ -49,8 +49,16 @@ func TestDecodePlaceFastMatchesStrict(t *testing.T) {
 	}
 	for trial := 0; trial < 2000; trial++ {
 		b := PlaceBatch{ProposedAtUnixNano: rng.Int63()}
-		for i := 0; i < 1+rng.Intn(5); i++ {
-			b.Items = append(b.Items, PlaceItem{Actor: id(), Node: id()})
+		items, node := 1+rng.Intn(5), id
+		if trial%4 == 0 { // many items over more nodes than the decoder scans linearly
+			pool := make([]string, 1+rng.Intn(40))
+			for i := range pool {
+				pool[i] = id()
+			}
+			items, node = 1+rng.Intn(100), func() string { return pool[rng.Intn(len(pool))] }
+		}
+		for i := 0; i < items; i++ {
+			b.Items = append(b.Items, PlaceItem{Actor: id(), Node: node()})
 		}
 		enc, err := EncodePlace(b)
 		if err != nil {

@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 func pl(actor, node string, token uint64) Placement {
@@ -37,6 +42,13 @@ func checkInvariants(t *testing.T, tb *Table) {
 	}
 	if len(tb.byNode) != len(perNode) {
 		t.Errorf("index holds %d nodes, placements use %d (empty sets left behind?)", len(tb.byNode), len(perNode))
+	}
+	for node, na := range tb.byNode {
+		for i, a := range na.actors {
+			if e := tb.placements[a]; e.node != node || int(e.pos) != i {
+				t.Errorf("index of %q: slot %d holds %q, whose entry says node %q slot %d", node, i, a, e.node, e.pos)
+			}
+		}
 	}
 	if tb.Len() != total {
 		t.Errorf("Len() = %d, want %d", tb.Len(), total)
@@ -194,6 +206,98 @@ func sampleTable() *Table {
 	tb.Put(pl("c", "n1", 4))
 	tb.Orphan(Orphan{Actor: "d", Node: "n3", Token: 5, Since: 6})
 	return tb
+}
+
+// TestTableMatchesReference applies random operations to a Table and to a
+// naive model (plain maps, every query a scan) and compares every query.
+func TestTableMatchesReference(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		tb := NewTable()
+		ref := map[string]Placement{}
+		refOrphans := map[string]Orphan{}
+		actor := rapid.SampledFrom([]string{"a", "b", "c", "d", "e", "f", "g", "h"})
+		node := rapid.SampledFrom([]string{"n1", "n2", "n3"})
+		for i := range rapid.IntRange(0, 60).Draw(rt, "ops") {
+			idx := uint64(i + 1)
+			switch op := rapid.IntRange(0, 5).Draw(rt, "op"); op {
+			case 0, 1: // Put
+				p := pl(actor.Draw(rt, "actor"), node.Draw(rt, "node"), idx)
+				tb.Put(p)
+				ref[p.Actor] = p
+				delete(refOrphans, p.Actor)
+			case 2: // Insert
+				p := pl(actor.Draw(rt, "actor"), node.Draw(rt, "node"), idx)
+				got, ok := tb.Insert(p)
+				if old, placed := ref[p.Actor]; placed {
+					if ok || got != old {
+						rt.Fatalf("Insert(%v) = %v, %v; want %v, false", p, got, ok, old)
+					}
+				} else {
+					if !ok || got != p {
+						rt.Fatalf("Insert(%v) = %v, %v; want it placed", p, got, ok)
+					}
+					ref[p.Actor] = p
+					delete(refOrphans, p.Actor)
+				}
+			case 3: // Delete
+				a := actor.Draw(rt, "actor")
+				got, ok := tb.Delete(a)
+				want, placed := ref[a]
+				if ok != placed || got != want {
+					rt.Fatalf("Delete(%q) = %v, %v; want %v, %v", a, got, ok, want, placed)
+				}
+				delete(ref, a)
+			case 4: // ReleaseNode
+				n := node.Draw(rt, "node")
+				var want []Orphan
+				for a, p := range ref {
+					if p.Node == n {
+						o := Orphan{Actor: a, Node: n, Token: p.Token, Since: idx, Incarnation: p.Incarnation}
+						want = append(want, o)
+						refOrphans[a] = o
+						delete(ref, a)
+					}
+				}
+				sortOrphans(want)
+				if got := tb.ReleaseNode(n, idx); !reflect.DeepEqual(got, want) {
+					rt.Fatalf("ReleaseNode(%q) = %v, want %v", n, got, want)
+				}
+			case 5: // Orphan
+				o := Orphan{Actor: actor.Draw(rt, "actor"), Node: node.Draw(rt, "node"), Token: idx, Since: idx}
+				tb.Orphan(o)
+				delete(ref, o.Actor)
+				refOrphans[o.Actor] = o
+			}
+		}
+		want := slices.SortedFunc(maps.Values(ref), func(a, b Placement) int { return strings.Compare(a.Actor, b.Actor) })
+		if got := tb.All(); !reflect.DeepEqual(got, want) {
+			rt.Fatalf("All() = %v, want %v", got, want)
+		}
+		wantOrphans := slices.SortedFunc(maps.Values(refOrphans), func(a, b Orphan) int { return strings.Compare(a.Actor, b.Actor) })
+		if got := tb.Orphans(); !reflect.DeepEqual(got, wantOrphans) {
+			rt.Fatalf("Orphans() = %v, want %v", got, wantOrphans)
+		}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			var byNode []Placement
+			for _, p := range want {
+				if p.Node == n {
+					byNode = append(byNode, p)
+				}
+			}
+			if got := tb.ByNode(n); !reflect.DeepEqual(got, byNode) {
+				rt.Fatalf("ByNode(%q) = %v, want %v", n, got, byNode)
+			}
+			if got := tb.Count(n); got != len(byNode) {
+				rt.Fatalf("Count(%q) = %d, want %d", n, got, len(byNode))
+			}
+		}
+		c := tb.Clone()
+		if !c.Equal(tb) {
+			rt.Fatal("Clone differs")
+		}
+		checkInvariants(t, tb)
+		checkInvariants(t, c)
+	})
 }
 
 func TestTableCloneIsIndependent(t *testing.T) {
@@ -448,6 +552,28 @@ func BenchmarkTableGet(b *testing.B) {
 		if _, ok := tb.Get(keys[i%len(keys)]); !ok {
 			b.Fatal("missing")
 		}
+		i++
+	}
+}
+
+// BenchmarkTablePut places new actors on 3 nodes, as a replica applying
+// placements does (the table grows as it goes).
+func BenchmarkTablePut(b *testing.B) {
+	keys := make([]string, 1_000_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("actor-%d", i)
+	}
+	nodes := []string{"n1", "n2", "n3"}
+	tb := NewTable()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(keys) {
+			b.StopTimer()
+			tb, i = NewTable(), 0
+			b.StartTimer()
+		}
+		tb.Put(pl(keys[i], nodes[i%3], uint64(i+1)))
 		i++
 	}
 }
