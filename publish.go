@@ -119,7 +119,7 @@ func (n *Node) followLoop() {
 		}
 		cur, _, _ := n.replica.get()
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.FollowWait+5*time.Second)
-		v, err := c.View(ctx, cur.Index, n.cfg.FollowWait)
+		v, err := c.viewSince(ctx, cur, n.cfg.FollowWait)
 		cancel()
 		if err != nil {
 			n.mu.Lock()
