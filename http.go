@@ -208,8 +208,8 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 // handleView serves the committed view; with ?index=N it blocks until the
 // view's index exceeds N or ?wait (default 30s, max 5m) passes. With
-// ?delta=1 as well, a newer view is answered as a delta from view N when
-// this node still holds it (see viewdelta.go).
+// ?delta=1 as well, the answer is a delta from view N when this node
+// remembers the changes since it (see viewdelta.go).
 func (n *Node) handleView(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var index uint64
@@ -256,7 +256,7 @@ func (n *Node) handleView(w http.ResponseWriter, r *http.Request) {
 	if index > 0 && v.Index >= index && q.Get("delta") == "1" {
 		// Also when the wait ran out: "no change" is an empty delta, not
 		// the whole view again.
-		body, _ = n.pub.encodeDelta(index, v) // nil: view index no longer held
+		body, _ = n.pub.encodeDelta(index, v) // nil: changes since index not remembered
 	}
 	if body == nil {
 		var err error

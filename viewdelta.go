@@ -8,11 +8,12 @@ import "github.com/kelpie/cluster/consensus"
 // JSON (~10 ms to decode), so one epoch of a join storm sent ~260 MB from
 // three servers and cost the fleet ~10 CPU-seconds of decoding. A client
 // that asks with delta=1 names the view it holds (index=N); a server that
-// still holds view N answers with the records that differ from it, which
-// is what the epoch changed.
+// remembers what changed since view N answers with the current records of
+// the members that changed, which is what the epochs in between changed.
 //
-// The delta is computed by comparing the two views record by record, not
-// from UpdatedAt, so it is exact whatever produced the newer view (a
+// A server records, for each view it publishes, which members differ from
+// the view it published before (comparing the two record by record, not
+// by UpdatedAt, so that it is exact whatever produced the newer view: a
 // snapshot restore rewrites records without advancing UpdatedAt). The
 // client checks that the merge has the member count the server states and
 // otherwise asks for the whole view.

@@ -66,3 +66,37 @@ func TestViewDeltaCarriesOnlyChanges(t *testing.T) {
 		t.Fatalf("diff = %+v, want %+v", d, want)
 	}
 }
+
+// A server's box answers a delta from any view it published within its
+// history, and the delta applied to that view gives the latest one; bases
+// it never published or has forgotten get the whole view instead.
+func TestViewBoxDeltasFromHistory(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		b := newViewBoxWithHistory(3)
+		var views []consensus.View
+		n := rapid.IntRange(1, 6).Draw(t, "views")
+		for i := 0; i < n; i++ {
+			v := genView(t, fmt.Sprintf("v%d", i), uint64(10+2*i))
+			views = append(views, v)
+			b.offer(v)
+		}
+		cur, _, _ := b.get()
+		for i, base := range views {
+			d, ok := b.deltaSince(base.Index, cur)
+			remembered := i >= len(views)-4 // the current view and the 3 changes before it
+			if ok != remembered {
+				t.Fatalf("delta from view %d of %d: ok %v, want %v", i, len(views), ok, remembered)
+			}
+			if !ok {
+				continue
+			}
+			got, fits := applyDelta(base, d)
+			if !fits || !reflect.DeepEqual(got, cur) {
+				t.Fatalf("view %d + delta %+v = %v (fits %v), want %v", i, d, got.Members, fits, cur.Members)
+			}
+		}
+		if _, ok := b.deltaSince(11, cur); ok && cur.Index != 11 {
+			t.Fatalf("delta from index 11, which was never published")
+		}
+	})
+}
