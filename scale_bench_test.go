@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
 	"github.com/kelpie/cluster/internal/benchrec"
 )
@@ -106,8 +105,7 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	for i := 0; i < members-3; i++ {
 		clients = append(clients, big.start(fmt.Sprintf("m%04d", i), nodeOpts{mutate: scaleProfile}))
 	}
-	v0, _ := voters.view()
-	epoch0 := v0.Epoch
+	epoch0 := voters.view().Epoch
 	stopProfile := startScaleProfile(t, "storm.pprof")
 	t0 := time.Now()
 	stormCtx, stopStorm := context.WithTimeout(context.Background(), stormLimit)
@@ -123,23 +121,23 @@ func TestScaleJoinStorm1000(t *testing.T) {
 			}
 		}()
 	}
-	// Watch the committed view of whichever server leads (leadership may
-	// move under the load); a follower's FSM may trail, never lead.
+	// The helper reports the committed view of whichever server leads
+	// (leadership may move under the load), stamped when the leader had it.
 	var allActive time.Duration
 	var epochs uint64
 	var stuck string // why the storm did not converge
 	lastLog := t0
 	_, sched := schedLatency(nil)
 	for allActive == 0 && stuck == "" {
-		v, leaderKnown := voters.view()
-		if v.Count(consensus.StatusActive) >= members {
-			allActive, epochs = time.Since(t0), v.Epoch-epoch0
+		v := voters.view()
+		if v.Active >= members {
+			allActive, epochs = v.At.Sub(t0), v.Epoch-epoch0
 			break
 		}
 		if time.Since(t0) > stormLimit {
 			allActive, epochs = time.Since(t0), v.Epoch-epoch0
 			stuck = fmt.Sprintf("NOT REACHED: after %s only %d of %d Active (%d Joining), leader known: %v", stormLimit,
-				v.Count(consensus.StatusActive), members, v.Count(consensus.StatusJoining), leaderKnown)
+				v.Active, members, v.Joining, v.LeaderKnown)
 		}
 		if time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
@@ -152,7 +150,7 @@ func TestScaleJoinStorm1000(t *testing.T) {
 			var lat string
 			lat, sched = schedLatency(sched)
 			t.Logf("storm +%.0fs: leader known %v, epoch %d: %d Active, %d Joining; %s's gossip sees %d alive;%s%s",
-				time.Since(t0).Seconds(), leaderKnown, v.Epoch, v.Count(consensus.StatusActive), v.Count(consensus.StatusJoining), clients[0].ID(), alive, lat, gossipCounts())
+				time.Since(t0).Seconds(), v.LeaderKnown, v.Epoch, v.Active, v.Joining, clients[0].ID(), alive, lat, gossipCounts())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -269,27 +267,20 @@ func crashLoop(t *testing.T, tc *testCluster, voters *remoteVoters, prefix strin
 		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
 		t0 := time.Now()
 		go tc.stop(id)
-		// The voters' follower sees the leader's view as soon as the leader
-		// publishes it (blocking queries).
-		for !isFailed(voters, id) {
+		// The helper reports the leader's Failed commit with its time.
+		var failedAt time.Time
+		for ok := false; !ok; failedAt, ok = voters.failedAfter(id, t0) {
 			if time.Since(t0) > 2*time.Minute {
 				t.Fatalf("crash of %s: not committed Failed within 2m", id)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		d := time.Since(t0)
+		d := failedAt.Sub(t0)
 		out = append(out, d.Seconds())
 		t.Logf("crash %d/%d of %s: committed Failed after %.3fs", r+1, trials, id, d.Seconds())
 		replace(fmt.Sprintf("%sr%03d", prefix, r))
 	}
 	return out
-}
-
-// isFailed reports whether the leader's committed view shows id Failed.
-func isFailed(voters *remoteVoters, id string) bool {
-	v, _ := voters.view()
-	m, ok := v.Member(id)
-	return ok && m.Status == consensus.StatusFailed
 }
 
 func emitCrash(t *testing.T, members int, res []float64) {
@@ -300,7 +291,7 @@ func emitCrash(t *testing.T, members int, res []float64) {
 	}{{"p50", 50}, {"max", 100}} {
 		emit(t, benchrec.Record{Section: "scale", Metric: "crash_to_failed_" + st.name, Value: benchrec.Percentile(res, st.p), Unit: "s",
 			Params: map[string]string{"members": strconv.Itoa(members), "voters": "3", "profile": scaleProfileName()},
-			Method: "Close (no leave) of a random client → the leader's committed view showing it Failed (followed with blocking queries from the voters' process); a replacement joins after each trial", Samples: len(res)})
+			Method: "Close (no leave) of a random client → the leader's committed view showing it Failed (reported with its time by the voters' process); a replacement joins after each trial", Samples: len(res)})
 	}
 }
 

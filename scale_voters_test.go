@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,6 +34,9 @@ import (
 // the product does at N is still measured. What is no longer measured is
 // the voters waiting in line behind 997 other members' goroutines, which
 // no deployment has.
+//
+// For the same reason the helper, not the busy parent, watches the leader's
+// committed view and reports it with its times (reportViews).
 const (
 	envScaleVotersHelper = "KELPIE_BENCH_SCALE_VOTERS_HELPER"
 	votersMarker         = "KELPIE-SCALE-VOTERS "
@@ -48,7 +50,12 @@ type votersAddrs struct {
 
 // TestScaleVotersHelper is the child process of the scale benchmark: it
 // starts three voters with the production profile, reports their addresses
-// on stdout and runs until its stdin closes.
+// on stdout, then reports every view its leader commits (watched in
+// process, stamped with this process's clock) until its stdin closes.
+//
+// The views are reported from here rather than fetched by the parent
+// because the parent, simulating the fleet, is the busy process: at 1,000
+// members its own HTTP follower saw the leader's views up to 50 s late.
 func TestScaleVotersHelper(t *testing.T) {
 	if os.Getenv(envScaleVotersHelper) != "1" {
 		t.Skip("helper process of TestScaleJoinStorm1000")
@@ -67,28 +74,94 @@ func TestScaleVotersHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(os.Stdout, "%s%s\n", votersMarker, b)
-	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it or exits
+	out := bufio.NewWriter(os.Stdout)
+	fmt.Fprintf(out, "%s%s\n", votersMarker, b)
+	out.Flush()
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it or exits
+		close(done)
+	}()
+	reportViews(tc, out, done)
+}
+
+// reportViews writes a line for every view the leader commits, and once a
+// second a line for the current one (so that the parent sees whether a
+// leader is known), until done closes:
+//
+//	VIEW <unix ns> <leader known 0|1> <index> <epoch> <active> <joining> <members>
+//	FAILED <unix ns> <member>   (a member newly Failed in that view)
+func reportViews(tc *testCluster, out *bufio.Writer, done <-chan struct{}) {
+	var last consensus.View
+	report := func(at time.Time, leaderKnown bool) {
+		fmt.Fprintf(out, "VIEW %d %d %d %d %d %d %d\n", at.UnixNano(), b2i(leaderKnown), last.Index, last.Epoch,
+			last.Count(consensus.StatusActive), last.Count(consensus.StatusJoining), len(last.Members))
+		out.Flush()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var ch <-chan struct{} // nil (never ready) while no leader is known
+		if leader := tc.leader(); leader != nil {
+			var v consensus.View
+			v, ch = leader.fsm.Watch()
+			if v.Index > last.Index {
+				now := time.Now()
+				for _, m := range v.Members {
+					if m.Status != consensus.StatusFailed {
+						continue
+					}
+					if p, ok := last.Member(m.ID); !ok || p.Status != consensus.StatusFailed || p.Incarnation != m.Incarnation {
+						fmt.Fprintf(out, "FAILED %d %s\n", now.UnixNano(), m.ID)
+					}
+				}
+				last = v
+				report(now, true)
+			}
+		}
+		select {
+		case <-done:
+			return
+		case <-ch:
+		case <-tick.C:
+			report(time.Now(), tc.leader() != nil)
+		case <-time.After(100 * time.Millisecond): // leadership may have moved
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// viewSummary is what the helper reports of a committed view.
+type viewSummary struct {
+	At                     time.Time // when the leader had it (helper's clock)
+	LeaderKnown            bool
+	Index, Epoch           uint64
+	Active, Joining, Count int
 }
 
 // remoteVoters is the parent's handle on the helper: the voters' addresses
-// and the leader's committed view, followed with blocking queries.
+// and what the helper reports of the leader's views.
 type remoteVoters struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.Closer
-	addrs  votersAddrs
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.Closer
+	addrs votersAddrs
+	done  chan struct{} // closed when the helper's output ends
+	once  sync.Once
 
-	mu          sync.Mutex
-	v           consensus.View
-	leaderKnown bool
+	mu     sync.Mutex
+	last   viewSummary
+	failed map[string]time.Time // last time each member was newly committed Failed
 }
 
-// startRemoteVoters starts the helper process and follows its leader's
-// view. Cleanup stops both.
+// startRemoteVoters starts the helper process and reads its reports.
+// Cleanup stops it.
 func startRemoteVoters(t *testing.T) *remoteVoters {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleVotersHelper$", "-test.count=1", "-test.timeout=0")
@@ -106,41 +179,65 @@ func startRemoteVoters(t *testing.T) *remoteVoters {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start voters helper: %v", err)
 	}
-	r := &remoteVoters{t: t, cmd: cmd, stdin: in, done: make(chan struct{})}
+	r := &remoteVoters{t: t, cmd: cmd, stdin: in, done: make(chan struct{}), failed: map[string]time.Time{}}
 	t.Cleanup(r.stop)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, votersMarker); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), votersMarker); ok {
 			if err := json.Unmarshal([]byte(rest), &r.addrs); err != nil {
-				t.Fatalf("voters helper: %q: %v", line, err)
+				t.Fatalf("voters helper: %q: %v", sc.Text(), err)
 			}
 			break
 		}
-		fmt.Fprintln(os.Stdout, line)
 	}
 	if len(r.addrs.HTTP) == 0 {
 		t.Fatalf("voters helper ended without reporting its addresses (%v)", sc.Err())
 	}
-	go func() { _, _ = io.Copy(io.Discard, out) }() // its test verdict; the servers log to stderr
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.follow(ctx)
-	waitFor(t, 30*time.Second, "the voters' view", func() bool { v, ok := r.view(); return ok && v.Index > 0 })
+	go r.read(sc)
+	waitFor(t, 30*time.Second, "the voters' view", func() bool { return r.view().Index > 0 })
 	return r
 }
 
-// stop ends the follower and the helper process; it is idempotent.
+// read takes in the helper's reports until its output ends.
+func (r *remoteVoters) read(sc *bufio.Scanner) {
+	defer close(r.done)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 {
+			continue // the helper's test verdict
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		at := time.Unix(0, ns)
+		switch {
+		case f[0] == "FAILED":
+			r.mu.Lock()
+			r.failed[f[2]] = at
+			r.mu.Unlock()
+		case f[0] == "VIEW" && len(f) == 8:
+			var n [6]uint64
+			for i := range n {
+				n[i], _ = strconv.ParseUint(f[2+i], 10, 64)
+			}
+			r.mu.Lock()
+			r.last = viewSummary{At: at, LeaderKnown: n[0] == 1, Index: n[1], Epoch: n[2], Active: int(n[3]), Joining: int(n[4]), Count: int(n[5])}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// stop ends the helper process; it is idempotent.
 func (r *remoteVoters) stop() { r.once.Do(r.stopOnce) }
 
 func (r *remoteVoters) stopOnce() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
 	_ = r.stdin.Close()
 	exited := make(chan error, 1)
-	go func() { exited <- r.cmd.Wait() }()
+	go func() {
+		<-r.done // Wait must not run before the output is read
+		exited <- r.cmd.Wait()
+	}()
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -156,74 +253,20 @@ func (r *remoteVoters) stopOnce() {
 // seed is one voter's gossip address, i of them round-robin.
 func (r *remoteVoters) seed(i int) []string { return []string{r.addrs.Gossip[i%len(r.addrs.Gossip)]} }
 
-// view returns the latest committed view seen from the leader, and whether
-// a leader is known right now.
-func (r *remoteVoters) view() (consensus.View, bool) {
+// view returns the helper's latest report of the leader's committed view.
+func (r *remoteVoters) view() viewSummary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.v, r.leaderKnown
+	return r.last
 }
 
-// follow keeps r.v at the leader's committed view with blocking queries (a
-// view is answered as soon as the leader publishes it) and re-checks who
-// leads after every answer.
-func (r *remoteVoters) follow(ctx context.Context) {
-	defer close(r.done)
-	var c *Client
-	var id string
-	for ctx.Err() == nil {
-		if c == nil {
-			c, id = r.findLeader(ctx)
-			r.mu.Lock()
-			r.leaderKnown = c != nil
-			r.mu.Unlock()
-			if c == nil {
-				sleepCtx(ctx, 100*time.Millisecond)
-				continue
-			}
-		}
-		cur, _ := r.view()
-		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := c.View(vctx, cur.Index, time.Second)
-		cancel()
-		if err != nil {
-			c = nil
-			continue
-		}
-		r.mu.Lock()
-		if v.Index > r.v.Index {
-			r.v = v
-		}
-		r.mu.Unlock()
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		li, err := c.Leader(lctx)
-		cancel()
-		if err != nil || !li.Known || li.ID != id {
-			c = nil
-		}
-	}
-}
-
-// findLeader asks every voter who leads and returns a client for it.
-func (r *remoteVoters) findLeader(ctx context.Context) (*Client, string) {
-	for _, addr := range r.addrs.HTTP {
-		c, err := NewClient(addr, nil)
-		if err != nil {
-			continue
-		}
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		li, err := c.Leader(lctx)
-		cancel()
-		if err != nil || !li.Known || li.HTTPAddr == "" {
-			continue
-		}
-		lc, err := NewClient(li.HTTPAddr, nil)
-		if err != nil {
-			continue
-		}
-		return lc, li.ID
-	}
-	return nil, ""
+// failedAfter returns when the leader committed id Failed, if it did after
+// t.
+func (r *remoteVoters) failedAfter(id string, t time.Time) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.failed[id]
+	return at, ok && at.After(t)
 }
 
 // procCPU returns the user+system CPU time pid has used (Linux
