@@ -182,6 +182,30 @@ func (c *Client) View(ctx context.Context, index uint64, wait time.Duration) (co
 	return v, err
 }
 
+// viewSince is View for a follower holding base: with a blocking query on
+// base.Index it asks for a delta and applies it to base (base is not
+// modified). A delta that does not fit base (which a correct server never
+// sends) is answered by fetching the whole view.
+func (c *Client) viewSince(ctx context.Context, base consensus.View, wait time.Duration) (consensus.View, error) {
+	if base.Index == 0 {
+		return c.View(ctx, 0, wait)
+	}
+	q := url.Values{}
+	q.Set("index", strconv.FormatUint(base.Index, 10))
+	q.Set("delta", "1")
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var d viewDelta
+	if _, err := c.do(ctx, http.MethodGet, "/v1/view?"+q.Encode(), nil, &d); err != nil {
+		return consensus.View{}, err
+	}
+	if v, ok := applyDelta(base, d); ok {
+		return v, nil
+	}
+	return c.View(ctx, 0, 0)
+}
+
 // Leader returns GET /v1/leader.
 func (c *Client) Leader(ctx context.Context) (*LeaderInfo, error) {
 	var l LeaderInfo

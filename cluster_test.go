@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -89,6 +90,44 @@ func TestJoinIsReal_ClientsJoin(t *testing.T) {
 		t.Fatalf("blocking query returned index %d, not past %d", v2.Index, v.Index)
 	}
 	t.Logf("blocking query woke after %s", time.Since(start))
+
+	// Followers ask servers for deltas: the answer names its base and
+	// carries only what changed, and applied it gives the server's view.
+	sc, err := NewClient(servers[0].HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := sc.View(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c4 := tc.start("c4", nodeOpts{})
+	tc.join(c4, tc.seed("s3"), 20*time.Second)
+	var d viewDelta
+	if _, err := sc.do(ctx, "GET", fmt.Sprintf("/v1/view?index=%d&delta=1&wait=4s", base.Index), nil, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Base != base.Index || d.Index <= base.Index || len(d.Members) == 0 || len(d.Members) >= len(base.Members) {
+		t.Fatalf("delta answer: base %d index %d with %d records; want base %d, a newer index and only c4's change among %d members",
+			d.Base, d.Index, len(d.Members), base.Index, len(base.Members))
+	}
+	for try := 0; ; try++ {
+		got, err := sc.viewSince(ctx, base, 4*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := sc.View(ctx, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full.Index != got.Index && try < 3 {
+			continue // another commit came in between
+		}
+		if !reflect.DeepEqual(full, got) {
+			t.Fatalf("view from delta %+v, whole view %+v", got, full)
+		}
+		break
+	}
 }
 
 // TestEventualConvergence_ClientFailure: a client that dies is committed

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,8 +21,16 @@ import (
 var nextIP atomic.Uint32
 
 // ipBase gives each test process its own 127.B.0.0/16 so that test and
-// benchmark processes running at once never share an address.
-var ipBase = 10 + os.Getpid()%200
+// benchmark processes running at once never share an address. A helper
+// process started by a test is given its base in KELPIE_TEST_IP_BASE.
+var ipBase = func() int {
+	if b, err := strconv.Atoi(os.Getenv(envTestIPBase)); err == nil && b >= 10 && b < 210 {
+		return b
+	}
+	return 10 + os.Getpid()%200
+}()
+
+const envTestIPBase = "KELPIE_TEST_IP_BASE"
 
 func allocIP() string {
 	n := nextIP.Add(1)

@@ -207,7 +207,9 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleView serves the committed view; with ?index=N it blocks until the
-// view's index exceeds N or ?wait (default 30s, max 5m) passes.
+// view's index exceeds N or ?wait (default 30s, max 5m) passes. With
+// ?delta=1 as well, the answer is a delta from view N when this node
+// remembers the changes since it (see viewdelta.go).
 func (n *Node) handleView(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var index uint64
@@ -250,10 +252,18 @@ func (n *Node) handleView(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no committed view yet (recovering or not joined)", ErrNotReady))
 		return
 	}
-	body, err := n.pub.encode(v)
-	if err != nil {
-		writeError(w, fmt.Errorf("encode view: %w", err))
-		return
+	var body []byte
+	if index > 0 && v.Index >= index && q.Get("delta") == "1" {
+		// Also when the wait ran out: "no change" is an empty delta, not
+		// the whole view again.
+		body, _ = n.pub.encodeDelta(index, v) // nil: changes since index not remembered
+	}
+	if body == nil {
+		var err error
+		if body, err = n.pub.encode(v); err != nil {
+			writeError(w, fmt.Errorf("encode view: %w", err))
+			return
+		}
 	}
 	w.Header().Set("X-Kelpie-Index", strconv.FormatUint(v.Index, 10))
 	w.Header().Set("Content-Type", "application/json")

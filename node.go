@@ -134,6 +134,8 @@ func New(cfg Config, host Host) (*Node, error) {
 		// Only a leader places; the queue is 1 MiB, which a fleet of
 		// clients would otherwise each carry for nothing.
 		n.placeCh = make(chan placeReq, 4*consensus.MaxBatchItems)
+		// Clients follow servers' views by deltas (viewdelta.go).
+		n.pub = newViewBoxWithHistory(viewHistory)
 	}
 	n.actors = newLocalActors(host, logger)
 	n.verifier = &leaderVerifier{fn: func(ctx context.Context) error {

@@ -86,7 +86,10 @@ func (n *Node) pumpGossip() {
 				return
 			}
 			n.logger.Debug("gossip event", "type", ev.Type.String(), "member", ev.Member.Name, "status", ev.Member.Status.String())
-			if ev.Type == gossip.EventFailed {
+			if ev.Type == gossip.EventFailed && n.raft != nil {
+				// Only a server can become the leader that commits the
+				// failure and observes the detection latency; a client
+				// would keep every failed member's name forever.
 				n.metrics.NoteFailureSignal(ev.Member.Name, ev.At)
 			}
 			n.pokeReconcile()
@@ -119,7 +122,7 @@ func (n *Node) followLoop() {
 		}
 		cur, _, _ := n.replica.get()
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.FollowWait+5*time.Second)
-		v, err := c.View(ctx, cur.Index, n.cfg.FollowWait)
+		v, err := c.viewSince(ctx, cur, n.cfg.FollowWait)
 		cancel()
 		if err != nil {
 			n.mu.Lock()

@@ -13,21 +13,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kelpie/cluster/consensus"
 	"github.com/kelpie/cluster/gossip"
 	"github.com/kelpie/cluster/internal/benchrec"
 )
 
 // The Scale benchmark of issue 9: a 1,000-member gossip fleet (3 voters and
-// 997 clients, every member a real in-process node on its own loopback IP)
-// joining at once. It runs only with KELPIE_BENCH_SCALE=1 because it needs
-// minutes and most of the machine:
+// 997 clients, every member a real node on its own loopback IP) joining at
+// once. The clients run in this process, the voters in a helper process
+// (scale_voters_test.go says why). It runs only with KELPIE_BENCH_SCALE=1
+// because it needs minutes and most of the machine:
 //
 //	KELPIE_BENCH_SCALE=1 KELPIE_BENCH_OUT=/tmp/x.jsonl \
 //	  go test -run TestScaleJoinStorm1000 -count=1 -timeout 20m -v .
 //
 // KELPIE_BENCH_SCALE_N overrides the fleet size (for quick trial runs; the
-// records say which size ran).
+// records say which size ran). KELPIE_BENCH_SCALE_PROFILE=memberlist-lan
+// runs memberlist's LAN failure detector instead of the default profile,
+// for comparison. KELPIE_BENCH_SCALE_DIAG=<dir> adds diagnostics
+// (scale_diag_test.go).
 const (
 	// stormLimit bounds the join storm; past it the records say how far it
 	// got.
@@ -48,7 +51,21 @@ func scaleProfile(c *Config) {
 	d.NodeID, d.BindAddr = c.NodeID, c.BindAddr
 	d.HTTPPort, d.GossipPort, d.RaftPort = 0, 0, 0
 	d.Server, d.BootstrapExpect, d.DataDir = c.Server, c.BootstrapExpect, c.DataDir
+	if scaleProfileName() == "memberlist-lan" {
+		// memberlist's LAN failure detector, for comparison runs.
+		d.Gossip.ProbeInterval, d.Gossip.ProbeTimeout, d.Gossip.SuspicionMult = time.Second, 500*time.Millisecond, 4
+	}
 	*c = d
+}
+
+// scaleProfileName is the gossip profile the run uses: "default" unless
+// KELPIE_BENCH_SCALE_PROFILE=memberlist-lan asks for memberlist's LAN
+// failure detector (for comparison; the records carry the name).
+func scaleProfileName() string {
+	if os.Getenv("KELPIE_BENCH_SCALE_PROFILE") == "memberlist-lan" {
+		return "memberlist-lan"
+	}
+	return "default"
 }
 
 // TestScaleJoinStorm1000 measures, in one run: crash → committed Failed at
@@ -69,6 +86,7 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	}
 	raiseNoFile(t)
 	checkNoLeftovers(t)
+	installCountSink()
 
 	smallTrials, bigTrials := 10, 5
 	if os.Getenv(envBenchScaleN) != "" {
@@ -77,8 +95,7 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	small := scaleCrashTrials(t, 5, smallTrials)
 
 	big := newTestCluster(t)
-	servers := big.startServers(3, nodeOpts{durable: true, mutate: scaleProfile})
-	leader := big.waitLeader()
+	voters := startRemoteVoters(t) // why in another process: scale_voters_test.go
 	runtime.GC()
 	memBefore := memSnapshot()
 
@@ -88,7 +105,8 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	for i := 0; i < members-3; i++ {
 		clients = append(clients, big.start(fmt.Sprintf("m%04d", i), nodeOpts{mutate: scaleProfile}))
 	}
-	epoch0 := leader.fsm.View().Epoch
+	epoch0 := voters.view().Epoch
+	stopProfile := startScaleProfile(t, "storm.pprof")
 	t0 := time.Now()
 	stormCtx, stopStorm := context.WithTimeout(context.Background(), stormLimit)
 	defer stopStorm()
@@ -98,44 +116,45 @@ func TestScaleJoinStorm1000(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.Join(stormCtx, []string{servers[i%3].GossipAddr()}); err != nil {
+			if err := c.Join(stormCtx, voters.seed(i)); err != nil {
 				joinErrs <- fmt.Errorf("%s: %w", c.ID(), err)
 			}
 		}()
 	}
-	// Watch the committed view on whichever server leads (leadership may
-	// move under the load); a follower's FSM may trail, never lead.
+	// The helper reports the committed view of whichever server leads
+	// (leadership may move under the load), stamped when the leader had it.
 	var allActive time.Duration
 	var epochs uint64
 	var stuck string // why the storm did not converge
 	lastLog := t0
+	_, sched := schedLatency(nil)
 	for allActive == 0 && stuck == "" {
-		if l := big.leader(); l != nil {
-			leader = l
-		}
-		v := leader.fsm.View()
-		if v.Count(consensus.StatusActive) >= members {
-			allActive, epochs = time.Since(t0), v.Epoch-epoch0
+		v := voters.view()
+		if v.Active >= members {
+			allActive, epochs = v.At.Sub(t0), v.Epoch-epoch0
 			break
 		}
 		if time.Since(t0) > stormLimit {
 			allActive, epochs = time.Since(t0), v.Epoch-epoch0
 			stuck = fmt.Sprintf("NOT REACHED: after %s only %d of %d Active (%d Joining), leader known: %v", stormLimit,
-				v.Count(consensus.StatusActive), members, v.Count(consensus.StatusJoining), big.leader() != nil)
+				v.Active, members, v.Joining, v.LeaderKnown)
 		}
 		if time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
 			alive := 0
-			for _, g := range leader.gossip.Members() {
+			for _, g := range clients[0].gossip.Members() {
 				if g.Status == gossip.StatusAlive {
 					alive++
 				}
 			}
-			t.Logf("storm +%.0fs: %s (leads %v) epoch %d: %d Active, %d Joining; its gossip sees %d alive",
-				time.Since(t0).Seconds(), leader.ID(), leader.raft.IsLeader(), v.Epoch, v.Count(consensus.StatusActive), v.Count(consensus.StatusJoining), alive)
+			var lat string
+			lat, sched = schedLatency(sched)
+			t.Logf("storm +%.0fs: leader known %v, epoch %d: %d Active, %d Joining; %s's gossip sees %d alive;%s%s",
+				time.Since(t0).Seconds(), v.LeaderKnown, v.Epoch, v.Active, v.Joining, clients[0].ID(), alive, lat, gossipCounts())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	stopProfile()
 	wg.Wait()
 	allJoined := time.Since(t0)
 	close(joinErrs)
@@ -152,14 +171,14 @@ func TestScaleJoinStorm1000(t *testing.T) {
 		method = stuck + "; " + method
 	}
 	emit(t, benchrec.Record{Section: "scale", Metric: "join_storm_all_active", Value: allActive.Seconds(), Unit: "s",
-		Params: map[string]string{"members": n, "voters": "3", "profile": "default"}, Target: "<= 30 s", Pass: benchrec.Bool(stuck == "" && allActive <= 30*time.Second),
+		Params: map[string]string{"members": n, "voters": "3", "profile": scaleProfileName()}, Target: "<= 30 s", Pass: benchrec.Bool(stuck == "" && allActive <= 30*time.Second),
 		Method: method, Samples: 1})
 	emit(t, benchrec.Record{Section: "scale", Metric: "join_storm_epochs", Value: float64(epochs), Unit: "count",
-		Params: map[string]string{"members": n, "voters": "3", "profile": "default"}, Target: "<= 20", Pass: benchrec.Bool(stuck == "" && epochs <= 20),
+		Params: map[string]string{"members": n, "voters": "3", "profile": scaleProfileName()}, Target: "<= 20", Pass: benchrec.Bool(stuck == "" && epochs <= 20),
 		Method: "leader's committed epoch when all were Active (or at the time limit) minus its epoch before the first Join", Samples: 1})
 	if stuck == "" {
 		emit(t, benchrec.Record{Section: "scale", Metric: "join_storm_all_joined", Value: allJoined.Seconds(), Unit: "s",
-			Params: map[string]string{"members": n, "voters": "3", "profile": "default"},
+			Params: map[string]string{"members": n, "voters": "3", "profile": scaleProfileName()},
 			Method: "time until every member's Join returned (it sees itself Active in the view it serves)", Samples: 1})
 	} else {
 		t.Logf("%d of %d Join calls had not returned at the limit", failedJoins, len(clients))
@@ -173,13 +192,18 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	if members < 1000 {
 		cpuWindow = 20 * time.Second
 	}
+	votersCPU0 := procCPU(voters.cmd.Process.Pid)
+	stopProfile = startScaleProfile(t, "steady.pprof")
 	cpu := cpuOver(cpuWindow)
+	stopProfile()
+	cpu += procCPU(voters.cmd.Process.Pid) - votersCPU0
 	runtime.GC()
 	memAfter := memSnapshot()
+	writeHeapProfile(t, "heap.pprof")
 	perMemberCPU := cpu.Seconds() / cpuWindow.Seconds() / float64(members)
 	emit(t, benchrec.Record{Section: "scale", Metric: "cpu_per_member", Value: perMemberCPU * 100, Unit: "% of a core",
-		Params: map[string]string{"members": n, "profile": "default", "converged": strconv.FormatBool(stuck == "")},
-		Method: fmt.Sprintf("process user+system CPU time (getrusage) over %s of steady state after the storm, divided by members and wall time", cpuWindow), Samples: 1})
+		Params: map[string]string{"members": n, "profile": scaleProfileName(), "converged": strconv.FormatBool(stuck == "")},
+		Method: fmt.Sprintf("user+system CPU time of the clients' process (getrusage) and the voters' process (/proc/<pid>/stat) over %s of steady state after the storm, divided by members and wall time", cpuWindow), Samples: 1})
 	emit(t, benchrec.Record{Section: "scale", Metric: "mem_per_member_heap", Value: (memAfter.heap - memBefore.heap) / float64(members-3), Unit: "MiB",
 		Params: map[string]string{"members": n},
 		Method: "Go heap in use (runtime.MemStats.HeapInuse after GC) with the fleet joined minus before the clients started, divided by clients", Samples: 1})
@@ -193,39 +217,40 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	}
 	// Crash → committed Failed at full size: crash random clients (never a
 	// server), replacing each so the fleet stays at N.
-	bigRes := crashLoop(t, big, leader, "m", bigTrials, func(id string) { big.join(big.start(id, nodeOpts{mutate: scaleProfile}), big.seed("s1"), time.Minute) })
+	bigRes := crashLoop(t, big, voters, "m", bigTrials, func(id string) { big.join(big.start(id, nodeOpts{mutate: scaleProfile}), voters.seed(0), time.Minute) })
 	smallP50, bigP50 := benchrec.Percentile(small, 50), benchrec.Percentile(bigRes, 50)
 	emitCrash(t, members, bigRes)
 	ratio := bigP50 / smallP50
 	emit(t, benchrec.Record{Section: "scale", Metric: "crash_to_failed_ratio", Value: ratio, Unit: "ratio",
-		Params: map[string]string{"members": n, "vs": "5", "profile": "default", "stat": "p50"}, Target: "<= 2", Pass: benchrec.Bool(ratio <= 2),
-		Method: "p50 crash → committed Failed at N over p50 at 5 members, same process, same profile", Samples: len(bigRes) + len(small)})
+		Params: map[string]string{"members": n, "vs": "5", "profile": scaleProfileName(), "stat": "p50"}, Target: "<= 2", Pass: benchrec.Bool(ratio <= 2),
+		Method: "p50 crash → committed Failed at N over p50 at 5 members, same topology, same profile", Samples: len(bigRes) + len(small)})
 }
 
 // scaleCrashTrials runs a 3-server + 2-client cluster with the scale profile
-// and crashes a client trials times (replacing it), returning the seconds
-// from crash to committed Failed on the leader.
+// and topology (voters in a helper process) and crashes a client trials
+// times (replacing it), returning the seconds from crash to committed Failed
+// on the leader.
 func scaleCrashTrials(t *testing.T, members, trials int) []float64 {
 	tc := newTestCluster(t)
-	tc.startServers(3, nodeOpts{durable: true, mutate: scaleProfile})
+	voters := startRemoteVoters(t)
 	for i := 0; i < members-3; i++ {
-		tc.join(tc.start(fmt.Sprintf("m%04d", i), nodeOpts{mutate: scaleProfile}), tc.seed("s1"), time.Minute)
+		tc.join(tc.start(fmt.Sprintf("m%04d", i), nodeOpts{mutate: scaleProfile}), voters.seed(i), time.Minute)
 	}
-	leader := tc.waitLeader()
-	res := crashLoop(t, tc, leader, "m", trials, func(id string) {
-		tc.join(tc.start(id, nodeOpts{mutate: scaleProfile}), tc.seed("s1"), time.Minute)
+	res := crashLoop(t, tc, voters, "m", trials, func(id string) {
+		tc.join(tc.start(id, nodeOpts{mutate: scaleProfile}), voters.seed(0), time.Minute)
 	})
 	emitCrash(t, members, res)
 	for _, n := range tc.live() {
 		n.Close()
 	}
+	voters.stop()
 	return res
 }
 
 // crashLoop crashes (Close, no leave) a random live client whose ID starts
 // with prefix, trials times, timing crash → the leader's committed Failed;
 // after each it starts a replacement under a fresh ID with replace.
-func crashLoop(t *testing.T, tc *testCluster, leader *Node, prefix string, trials int, replace func(id string)) []float64 {
+func crashLoop(t *testing.T, tc *testCluster, voters *remoteVoters, prefix string, trials int, replace func(id string)) []float64 {
 	t.Helper()
 	var out []float64
 	for r := 0; r < trials; r++ {
@@ -242,19 +267,15 @@ func crashLoop(t *testing.T, tc *testCluster, leader *Node, prefix string, trial
 		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
 		t0 := time.Now()
 		go tc.stop(id)
-		for {
-			if l := tc.leader(); l != nil {
-				leader = l
-			}
-			if m, ok := leader.fsm.View().Member(id); ok && m.Status == consensus.StatusFailed {
-				break
-			}
+		// The helper reports the leader's Failed commit with its time.
+		var failedAt time.Time
+		for ok := false; !ok; failedAt, ok = voters.failedAfter(id, t0) {
 			if time.Since(t0) > 2*time.Minute {
 				t.Fatalf("crash of %s: not committed Failed within 2m", id)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		d := time.Since(t0)
+		d := failedAt.Sub(t0)
 		out = append(out, d.Seconds())
 		t.Logf("crash %d/%d of %s: committed Failed after %.3fs", r+1, trials, id, d.Seconds())
 		replace(fmt.Sprintf("%sr%03d", prefix, r))
@@ -269,8 +290,8 @@ func emitCrash(t *testing.T, members int, res []float64) {
 		p    float64
 	}{{"p50", 50}, {"max", 100}} {
 		emit(t, benchrec.Record{Section: "scale", Metric: "crash_to_failed_" + st.name, Value: benchrec.Percentile(res, st.p), Unit: "s",
-			Params: map[string]string{"members": strconv.Itoa(members), "voters": "3", "profile": "default"},
-			Method: "Close (no leave) of a random client, polling the leader's committed view every 5 ms for Failed; a replacement joins after each trial", Samples: len(res)})
+			Params: map[string]string{"members": strconv.Itoa(members), "voters": "3", "profile": scaleProfileName()},
+			Method: "Close (no leave) of a random client → the leader's committed view showing it Failed (reported with its time by the voters' process); a replacement joins after each trial", Samples: len(res)})
 	}
 }
 

@@ -55,8 +55,10 @@
 // Join and Leave run the blocking serf call on a goroutine owned by the
 // Gossip and return early when their context ends; Close waits for those
 // goroutines (and for an in-flight Leave before shutting serf down, because
-// memberlist panics when Leave races with Shutdown). Members, Member,
-// LocalMember and AliveServers are snapshots taken under serf's own lock. A
-// small mutex guards the lifecycle state; it is never held across serf calls
-// that wait on the network.
+// memberlist panics when Leave races with Shutdown). Members, Member and
+// LocalMember are snapshots taken under serf's own lock; AliveServers reads
+// a set of servers that the pump keeps current from the member events
+// (updated before each event is handed on), so it costs the size of the
+// server set, not of the cluster. A small mutex guards the lifecycle state;
+// it is never held across serf calls that wait on the network.
 package gossip

@@ -50,6 +50,14 @@ type Gossip struct {
 	// without a lock, so two concurrent calls would race inside serf.
 	setTagsMu sync.Mutex
 
+	// servers holds the members whose role is server, as the member events
+	// last reported them (AliveServers reads it rather than copying all of
+	// serf's members per call). Written only by the pump.
+	servers struct {
+		sync.RWMutex
+		m map[string]Member
+	}
+
 	mu struct {
 		sync.Mutex
 		state     lifecycle
@@ -76,6 +84,7 @@ func New(cfg Config) (*Gossip, error) {
 		stop:   make(chan struct{}),
 	}
 	g.mu.tags = cfg.Tags
+	g.servers.m = map[string]Member{}
 	return g, nil
 }
 
@@ -231,6 +240,7 @@ func (g *Gossip) handle(e serf.Event) {
 	at := g.cfg.Now()
 	for _, m := range me.Members {
 		ev := Event{Type: typ, Member: memberFromSerf(m), At: at}
+		g.noteServer(ev)
 		select {
 		case g.events <- ev:
 		default:
@@ -239,6 +249,18 @@ func (g *Gossip) handle(e serf.Event) {
 				"event", typ.String(), "member", m.Name, "dropped", n)
 		}
 	}
+}
+
+// noteServer keeps g.servers current with ev, before ev is handed on: a
+// consumer that sees the event also sees its effect in AliveServers.
+func (g *Gossip) noteServer(ev Event) {
+	g.servers.Lock()
+	defer g.servers.Unlock()
+	if ev.Type == EventReap || ev.Member.Tags.Role != RoleServer {
+		delete(g.servers.m, ev.Member.Name)
+		return
+	}
+	g.servers.m[ev.Member.Name] = ev.Member
 }
 
 // Join contacts the seeds (ip:port each) and syncs state with every one it
@@ -351,23 +373,21 @@ func (g *Gossip) LocalMember() Member {
 }
 
 // AliveServers returns the alive members whose role is RoleServer, sorted
-// by name. Clients call it for every request they send to a server, so it
-// filters serf's members before converting them: the cost is one pass over
-// the member list, not a conversion and sort of a thousand members for the
-// three servers among them.
+// by name, as of the last member event processed (a server that announced
+// its leave still counts until the leave itself is reported). Clients call
+// it for every request they send to a server, so it reads a set kept
+// current from the events, of the size of the server set: copying serf's
+// thousand members per call was ~10% of the CPU of a 1,000-member
+// in-process fleet.
 func (g *Gossip) AliveServers() []Member {
-	g.mu.Lock()
-	s := g.mu.serf
-	g.mu.Unlock()
-	if s == nil {
-		return nil
-	}
-	var out []Member
-	for _, m := range s.Members() {
-		if m.Status == serf.StatusAlive && m.Tags[TagRole] == RoleServer {
-			out = append(out, memberFromSerf(m))
+	g.servers.RLock()
+	out := make([]Member, 0, len(g.servers.m))
+	for _, m := range g.servers.m {
+		if m.Status == StatusAlive {
+			out = append(out, m)
 		}
 	}
+	g.servers.RUnlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

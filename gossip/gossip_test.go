@@ -50,13 +50,16 @@ func TestThreeNodesJoinWithTags(t *testing.T) {
 				t.Errorf("%s sees %s %s", n.name, m.Name, m.Status)
 			}
 		}
+		// AliveServers follows the member events, which may trail
+		// Members() by a moment.
 		var servers []string
-		for _, m := range n.AliveServers() {
-			servers = append(servers, m.Name)
-		}
-		if !slices.Equal(servers, []string{"n1", "n2"}) {
-			t.Errorf("%s AliveServers = %v, want [n1 n2]", n.name, servers)
-		}
+		waitFor(t, 2*time.Second, n.name+" AliveServers [n1 n2]", func() bool {
+			servers = servers[:0]
+			for _, m := range n.AliveServers() {
+				servers = append(servers, m.Name)
+			}
+			return slices.Equal(servers, []string{"n1", "n2"})
+		})
 		if ms[0].Addr != nodes[0].LocalMember().Addr {
 			t.Errorf("%s sees n1 at %s, n1 says %s", n.name, ms[0].Addr, nodes[0].LocalMember().Addr)
 		}
@@ -97,7 +100,10 @@ func TestEventTimestampsUseInjectedClock(t *testing.T) {
 }
 
 func TestCloseWithoutLeaveReportsFailed(t *testing.T) {
-	nodes := startCluster(t, []string{"f1", "f2", "f3"})
+	nodes := startCluster(t, []string{"f1", "f2", "f3"}, func(c *Config) { c.Tags.Role = RoleServer })
+	for _, n := range nodes {
+		waitFor(t, 2*time.Second, n.name+" sees 3 alive servers", func() bool { return len(n.AliveServers()) == 3 })
+	}
 	victim := nodes[2]
 	if err := victim.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -114,6 +120,9 @@ func TestCloseWithoutLeaveReportsFailed(t *testing.T) {
 		}
 		if got := len(n.Members()); got != 3 {
 			t.Errorf("%s: %d members, want 3 (failed ones stay until reaped)", n.name, got)
+		}
+		if got := n.AliveServers(); len(got) != 2 || got[0].Name == "f3" || got[1].Name == "f3" {
+			t.Errorf("%s: AliveServers after f3 failed = %v, want f1 and f2", n.name, got)
 		}
 	}
 }

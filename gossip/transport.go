@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"errors"
-	"log"
 	"net"
 	"sync"
 	"time"
@@ -16,7 +15,8 @@ import (
 // errTransportShutdown is returned by dials after Shutdown.
 var errTransportShutdown = errors.New("gossip: transport shut down")
 
-// transport wraps memberlist's NetTransport so that
+// transport wraps netTransport (memberlist's NetTransport, allocating less)
+// so that
 //
 //   - every outgoing TCP stream is dialed from the node's own bind IP
 //     (netx.Dialer); UDP already leaves from the socket bound to it;
@@ -31,7 +31,7 @@ var errTransportShutdown = errors.New("gossip: transport shut down")
 // With no Filter, PacketCh and StreamCh are the inner transport's channels
 // and no goroutine of ours is involved.
 type transport struct {
-	inner  *memberlist.NetTransport
+	inner  *netTransport
 	bindIP string
 	filter netx.Filter
 	dialer netx.Dialer
@@ -55,35 +55,9 @@ type transport struct {
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
 
-// newNetTransport binds UDP and TCP on bindIP:port. With port 0 the kernel
-// picks the TCP port and the UDP socket must then get the same number, which
-// can collide with another process; like memberlist's own default transport,
-// retry a few times.
-func newNetTransport(bindIP string, port int, logger *log.Logger) (*memberlist.NetTransport, error) {
-	attempts := 1
-	if port == 0 {
-		attempts = 10
-	}
-	var err error
-	for range attempts {
-		var nt *memberlist.NetTransport
-		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{bindIP},
-			BindPort:  port,
-			// Must be set: NetTransport logs accept/read errors through it
-			// and a nil *log.Logger panics there.
-			Logger: logger,
-		})
-		if err == nil {
-			return nt, nil
-		}
-	}
-	return nil, err
-}
-
 // newTransport wraps inner; bindIP is the canonical (net.IP.String) form of
 // the address inner is bound to. filter may be nil.
-func newTransport(inner *memberlist.NetTransport, bindIP string, filter netx.Filter) *transport {
+func newTransport(inner *netTransport, bindIP string, filter netx.Filter) *transport {
 	t := &transport{
 		inner:     inner,
 		bindIP:    bindIP,
@@ -174,9 +148,10 @@ func (t *transport) StreamCh() <-chan net.Conn {
 }
 
 // Shutdown implements memberlist.Transport. It is idempotent. memberlist
-// calls it before it stops reading PacketCh/StreamCh, and NetTransport's
-// listeners block on unbuffered sends to their channels, so the forwarders
-// keep draining the inner channels until inner.Shutdown has returned.
+// calls it before it stops reading PacketCh/StreamCh; the forwarders keep
+// draining the inner channels until inner.Shutdown has returned (which
+// memberlist's own NetTransport needed: its listeners block on unbuffered
+// sends; netTransport's give up when it shuts down).
 func (t *transport) Shutdown() error {
 	var err error
 	t.once.Do(func() {
