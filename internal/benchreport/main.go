@@ -4,8 +4,8 @@
 // "<!-- notes -->" and "<!-- /notes -->" markers of an existing BENCHMARKS.md
 // is kept: that is where people explain the figures.
 //
-// With -base (an earlier BENCHMARKS.json), the figures (section and metric)
-// this run did not measure are carried over from that report, each marked
+// With -base (an earlier BENCHMARKS.json), the figures (section, metric and
+// conditions) this run did not measure are carried over from that report, each marked
 // with the run it comes from, so that re-running one part (make bench
 // BENCH_PARTS=bench-place BENCH_BASE=BENCHMARKS.json) does not drop the
 // others.
@@ -53,11 +53,12 @@ type Report struct {
 	Carried []Carried `json:"carried,omitempty"`
 }
 
-// Carried is a figure (all records of one metric) of an earlier run kept in
-// this report.
+// Carried is a figure (a metric under given conditions) of an earlier run
+// kept in this report.
 type Carried struct {
 	Section string `json:"section"`
 	Metric  string `json:"metric"`
+	Params  string `json:"params,omitempty"`
 	Date    string `json:"date"`    // of the run that measured it
 	Command string `json:"command"` // that run's command
 }
@@ -112,8 +113,8 @@ func run(in, base, md, js, command string, out io.Writer) error {
 	return nil
 }
 
-// carryOver adds to rep the figures (section and metric) of the report at
-// path that rep has no records for. The base must come from the same kind of machine: only
+// carryOver adds to rep the figures (section, metric and conditions) of the
+// report at path that rep has no records for. The base must come from the same kind of machine: only
 // same-run ratios are meaningful, so a carried section is always marked.
 func carryOver(rep *Report, path string) error {
 	b, err := os.ReadFile(path)
@@ -127,23 +128,23 @@ func carryOver(rep *Report, path string) error {
 	if old.Machine.Cores != rep.Machine.Cores || old.Machine.CPU != rep.Machine.CPU {
 		return fmt.Errorf("%s was measured on another machine (%d cores, %s); not carrying its figures over", path, old.Machine.Cores, old.Machine.CPU)
 	}
-	type key struct{ section, metric string }
+	type key struct{ section, metric, params string }
 	measured := map[key]bool{}
 	for _, r := range rep.Records {
-		measured[key{r.Section, r.Metric}] = true
+		measured[key{r.Section, r.Metric, params(r)}] = true
 	}
 	carried := map[key]bool{}
 	for _, r := range old.Records {
-		k := key{r.Section, r.Metric}
+		k := key{r.Section, r.Metric, params(r)}
 		if measured[k] {
 			continue
 		}
 		rep.Records = append(rep.Records, r)
 		if !carried[k] {
 			carried[k] = true
-			c := Carried{Section: r.Section, Metric: r.Metric, Date: old.Date, Command: old.Command}
+			c := Carried{Section: r.Section, Metric: r.Metric, Params: params(r), Date: old.Date, Command: old.Command}
 			for _, oc := range old.Carried { // carried twice: keep the origin
-				if oc.Section == r.Section && oc.Metric == r.Metric {
+				if oc.Section == r.Section && oc.Metric == r.Metric && oc.Params == c.Params {
 					c = oc
 				}
 			}
@@ -306,10 +307,14 @@ func markdown(rep Report, notes, mdPath, jsonPath string) string {
 	bs := bySection(rep.Records)
 	for _, s := range sections(bs) {
 		fmt.Fprintf(&b, "\n## %s\n\n", strings.ToUpper(s[:1])+s[1:])
+		var carried []string
 		for _, c := range rep.Carried {
 			if c.Section == s {
-				fmt.Fprintf(&b, "`%s` is carried over from the run of %s (`%s`): this run did not measure it.\n\n", c.Metric, c.Date, c.Command)
+				carried = append(carried, fmt.Sprintf("- `%s` (%s): run of %s, `%s`\n", c.Metric, c.Params, c.Date, c.Command))
 			}
+		}
+		if len(carried) > 0 {
+			fmt.Fprintf(&b, "Carried over from an earlier run (this run did not measure them):\n\n%s\n", strings.Join(carried, ""))
 		}
 		fmt.Fprintf(&b, "| metric | conditions | value | samples | target |\n|---|---|---|---|---|\n")
 		methods := []string{}

@@ -50,7 +50,7 @@ func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 		t.Fatalf("carried %+v", got.Carried)
 	}
 	text, _ := os.ReadFile(md)
-	if !strings.Contains(string(text), "`all_active_s` is carried over from the run of 2026-01-01 00:00 UTC") {
+	if !strings.Contains(string(text), "- `all_active_s` (): run of 2026-01-01 00:00 UTC") {
 		t.Fatalf("report does not mark the carried section:\n%s", text)
 	}
 
