@@ -88,7 +88,7 @@ bench:
 		$(MAKE) --no-print-directory $$p || failed="$$failed $$p"; \
 	done; \
 	$(GO) run ./internal/benchreport -in $(BENCH_RAW) -md BENCHMARKS.md -json BENCHMARKS.json $(if $(BENCH_BASE),-base $(BENCH_BASE)) \
-		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)$(if $(BENCH_BASE), BENCH_PARTS='$(BENCH_PARTS)')" || exit 1; \
+		-cmd "make bench BENCH_TRIALS=$(BENCH_TRIALS) BENCH_SIZES=$(BENCH_SIZES) BENCH_FP_DURATION=$(BENCH_FP_DURATION)$(if $(BENCH_BASE), BENCH_PARTS='$(BENCH_PARTS)' BENCH_PROC_RUN='$(BENCH_PROC_RUN)' BENCH_BASE=$(BENCH_BASE))$(if $(KELPIE_BENCH_PROFILES), KELPIE_BENCH_PROFILES=$(KELPIE_BENCH_PROFILES))" || exit 1; \
 	if [ -n "$$failed" ]; then echo "bench: these parts failed:$$failed (see their output above)"; exit 1; fi
 
 # Library Place against the raw-Raft baselines (same run), Lookup, Migration.
