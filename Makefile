@@ -56,8 +56,16 @@ DURATION ?=
 INTEGRATION_TIMEOUT ?= $(if $(DURATION),0,25m)
 INTEGRATION_RUN     ?= $(if $(DURATION),^TestNemesis_MixedRandom$$,.)
 
+# Each scenario's outcome and time is printed at the end (go test shows
+# passing tests' logs only with -v).
+NEMESIS_TIMES = $(CURDIR)/tmp/nemesis-times.txt
+
 integration:
-	KELPIE_SEED=$(SEED) KELPIE_DURATION=$(DURATION) $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./integration/...
+	@mkdir -p $(dir $(NEMESIS_TIMES)) && rm -f $(NEMESIS_TIMES)
+	@st=0; KELPIE_NEMESIS_TIMES=$(NEMESIS_TIMES) KELPIE_SEED=$(SEED) KELPIE_DURATION=$(DURATION) \
+		$(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./integration/... || st=$$?; \
+	if [ -f $(NEMESIS_TIMES) ]; then echo "fault-injection scenarios (outcome, time):"; sort $(NEMESIS_TIMES); fi; \
+	exit $$st
 
 # The benchmark suite (see BENCHMARKS.md): every part appends its figures to
 # one JSON-lines file ($(BENCH_RAW)), then internal/benchreport prints the

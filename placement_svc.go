@@ -442,9 +442,8 @@ func (n *Node) Lookup(ctx context.Context, actor string) (LookupResult, error) {
 		return LookupResult{}, err
 	}
 	if n.fsm != nil {
-		var res LookupResult // filled in place: this is the local-read fast path
-		res.Placement, res.Found, res.Index = n.fsm.Placement(actor)
-		return res, nil
+		p, ok, idx := n.fsm.Placement(actor)
+		return LookupResult{Placement: p, Found: ok, Index: idx}, nil
 	}
 	if p, idx, ok := n.pcache.get(actor); ok {
 		return LookupResult{Placement: p, Found: true, Index: idx}, nil

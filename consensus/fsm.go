@@ -217,7 +217,7 @@ func (f *FSM) placementsChangedLocked() {
 // it reflects.
 func (f *FSM) Placement(actor string) (p placement.Placement, ok bool, applied uint64) {
 	f.mu.RLock()
-	p, ok = f.mu.tab.Get(actor) // cannot panic: no defer needed on this hot path
+	ok = f.mu.tab.GetInto(actor, &p) // cannot panic: no defer needed on this hot path
 	applied = f.mu.applied
 	f.mu.RUnlock()
 	return p, ok, applied

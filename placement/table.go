@@ -71,11 +71,22 @@ func (t *Table) init() {
 
 // Get returns the placement of actor, if it is placed.
 func (t *Table) Get(actor string) (Placement, bool) {
+	var p Placement
+	ok := t.GetInto(actor, &p)
+	return p, ok
+}
+
+// GetInto is Get writing into *p (left untouched when the actor has no
+// placement): the local-lookup path copies the record once instead of
+// twice.
+func (t *Table) GetInto(actor string, p *Placement) bool {
 	e, ok := t.placements[actor]
 	if !ok {
-		return Placement{}, false
+		return false
 	}
-	return e.placement(actor), true
+	p.Actor, p.Node, p.Token, p.State = actor, e.node, e.token, e.state
+	p.Incarnation, p.Migration = e.incarnation, e.migration
+	return true
 }
 
 // Put inserts p, or replaces the actor's existing placement (moving it

@@ -187,6 +187,7 @@ func reexec(t *testing.T) {
 	pw.Close()
 	wg.Wait()
 	took := time.Since(start).Round(100 * time.Millisecond)
+	recordTime(t.Name(), took, err == nil && passed && !skipped)
 	switch {
 	case err != nil:
 		t.Fatalf("nemesis: %s failed inside its network namespace after %s: %v (its output is above)", t.Name(), took, err)
@@ -197,4 +198,26 @@ func reexec(t *testing.T) {
 	default:
 		t.Logf("nemesis: %s passed inside its private network namespace in %s", t.Name(), took)
 	}
+}
+
+// EnvTimes names a file to which every namespaced test appends one line with
+// its outcome and duration (make integration prints it at the end, so that a
+// quiet go test run still reports per-scenario times).
+const EnvTimes = "KELPIE_NEMESIS_TIMES"
+
+func recordTime(name string, took time.Duration, ok bool) {
+	path := os.Getenv(EnvTimes)
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	outcome := "pass"
+	if !ok {
+		outcome = "FAIL"
+	}
+	fmt.Fprintf(f, "%-40s %s %6.1fs\n", name, outcome, took.Seconds())
 }
