@@ -131,11 +131,11 @@ func carryOver(rep *Report, path string) error {
 	type key struct{ section, metric, params string }
 	measured := map[key]bool{}
 	for _, r := range rep.Records {
-		measured[key{r.Section, r.Metric, params(r)}] = true
+		measured[key{r.Section, r.Metric, identity(r)}] = true
 	}
 	carried := map[key]bool{}
 	for _, r := range old.Records {
-		k := key{r.Section, r.Metric, params(r)}
+		k := key{r.Section, r.Metric, identity(r)}
 		if measured[k] {
 			continue
 		}
@@ -218,6 +218,22 @@ func keptNotes(md string) string {
 		}
 	}
 	return notesStart + "\n_No notes yet._\n" + notesEnd
+}
+
+// derivedParams are conditions a run derives from its own figures (the
+// half-peak load is half of that run's peak): they do not tell figures
+// apart when carrying over.
+var derivedParams = map[string]bool{"rate_per_s": true}
+
+// identity is params(r) without the derived conditions.
+func identity(r benchrec.Record) string {
+	var parts []string
+	for _, p := range strings.Fields(params(r)) {
+		if k, _, _ := strings.Cut(p, "="); !derivedParams[k] {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func params(r benchrec.Record) string {

@@ -19,6 +19,7 @@ func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 		{Section: "placement", Metric: "place_ops_per_s", Value: 1},
 		{Section: "scale", Metric: "all_active_s", Value: 99},
 		{Section: "placement", Metric: "lookup_ns", Value: 50},
+		{Section: "placement", Metric: "place_half_peak_p99", Value: 400, Params: map[string]string{"rate_per_s": "60000"}},
 	}}
 	b, _ := json.Marshal(base)
 	basePath := filepath.Join(dir, "base.json")
@@ -27,7 +28,8 @@ func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 	}
 	in := filepath.Join(dir, "new.jsonl")
 	line, _ := json.Marshal(benchrec.Record{Section: "placement", Metric: "place_ops_per_s", Value: 2})
-	if err := os.WriteFile(in, append(line, '\n'), 0o644); err != nil {
+	line2, _ := json.Marshal(benchrec.Record{Section: "placement", Metric: "place_half_peak_p99", Value: 300, Params: map[string]string{"rate_per_s": "70000"}})
+	if err := os.WriteFile(in, append(append(append(line, '\n'), line2...), '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	md, js := filepath.Join(dir, "B.md"), filepath.Join(dir, "B.json")
@@ -43,7 +45,7 @@ func TestCarryOverKeepsUnmeasuredSections(t *testing.T) {
 	for _, r := range got.Records {
 		vals[r.Metric] += r.Value
 	}
-	if len(got.Records) != 3 || vals["place_ops_per_s"] != 2 || vals["all_active_s"] != 99 || vals["lookup_ns"] != 50 {
+	if len(got.Records) != 4 || vals["place_ops_per_s"] != 2 || vals["all_active_s"] != 99 || vals["lookup_ns"] != 50 || vals["place_half_peak_p99"] != 300 {
 		t.Fatalf("records %+v: want the new placement figure and the old others", got.Records)
 	}
 	if len(got.Carried) != 2 || got.Carried[0].Metric != "all_active_s" || got.Carried[0].Date != base.Date {
