@@ -211,9 +211,17 @@ func checkLateNoQuorum(r *Result, h *History) int {
 			if started == 0 || started <= o.Complete+lateSlack {
 				continue
 			}
+			// Another call for the same move may have started it: one that
+			// succeeded with this very migration, or one whose outcome is
+			// unknown (its request may still have been running on a server),
+			// invoked before the migration started — also before the refused
+			// call was.
 			other := false
 			for _, p := range all {
-				if p.ID != o.ID && p.Actor == o.Actor && p.Target == o.Target && p.Invoke <= started && p.Invoke >= o.Invoke {
+				if p.ID == o.ID || p.Actor != o.Actor || p.Target != o.Target || p.Invoke > started {
+					continue
+				}
+				if (p.Result == ResultOK && p.MigID == m.ID) || (p.Result == ResultUnknown && p.Code != "no_quorum") {
 					other = true
 				}
 			}

@@ -465,4 +465,16 @@ func TestCheckQuorumGated_LateNoQuorum(t *testing.T) {
 		h.Migrations = append(h.Migrations, MigrationRec{Server: "s1", ID: 50, Actor: "a", From: "s3", To: "c1", OldToken: 41, NewToken: 51,
 			State: "aborted", Reason: "handoff: context canceled", StartedAt: sec(5018)}) // 3s after the call returned
 	}, "failed with no_quorum, yet migration 50 of it started 3.0s after the call returned")
+
+	// A concurrent call for the same move whose outcome is unknown, invoked
+	// just before the refused one, may have started the migration.
+	h := clean()
+	h.Ops = append(h.Ops, mkop(OpMigrate, "a", "c1", 109.9, 116, ResultUnknown, func(o *Op) { o.Code, o.Target = "unknown_outcome", "c1" }))
+	h.Migrations = append(h.Migrations, MigrationRec{Server: "s1", ID: 50, Actor: "a", From: "s3", To: "c1", OldToken: 41, NewToken: 51,
+		State: "committed", StartedAt: sec(5018)})
+	var r Result
+	checkLateNoQuorum(&r, h)
+	if len(r.Violations) != 0 {
+		t.Fatalf("a migration an unknown-outcome call may have started was blamed on the refused one: %v", r.Violations)
+	}
 }
