@@ -253,18 +253,9 @@ func (a *localActors) deactivate(ctx context.Context, actor string, upTo uint64,
 // the actor goes elsewhere, it resumes with it; a migration hands it off.
 // It returns how many were running.
 func (a *localActors) deactivateAll(ctx context.Context, why string) int {
-	return a.stopAll(ctx, why, true)
-}
-
-// allSlots returns a copy of the slot map (each slot has its own lock).
-func (a *localActors) allSlots() map[string]*actorSlot {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	slots := make(map[string]*actorSlot, len(a.slots))
-	for k, v := range a.slots {
-		slots[k] = v
-	}
-	return slots
+	return a.stopEach(ctx, "deactivated all actors", why,
+		func(s *actorSlot) bool { return true },
+		func(s *actorSlot, state []byte) { s.fenced, s.fencedToken = state, s.token })
 }
 
 // forgetBefore ends everything of a previous incarnation of this node, which
@@ -277,57 +268,48 @@ func (a *localActors) allSlots() map[string]*actorSlot {
 // for a migration, which is only ever used for the placement that very
 // migration produces. It returns how many activations it stopped.
 func (a *localActors) forgetBefore(ctx context.Context, joinedAt uint64, why string) int {
-	if a.host == nil {
-		return 0
-	}
-	slots := a.allSlots()
-	n := 0
-	for actor, s := range slots {
-		s.mu.Lock()
-		if s.fencedToken != 0 && s.fencedToken < joinedAt {
-			s.fenced, s.fencedToken = nil, 0
-		}
-		if s.active && s.token < joinedAt {
-			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if _, err := a.host.Deactivate(dctx, actor); err != nil {
-				a.logger.Error("deactivate failed; dropping the activation anyway", "actor", actor, "err", err)
+	return a.stopEach(ctx, "deactivated the previous incarnation's actors", why,
+		func(s *actorSlot) bool {
+			if s.fencedToken != 0 && s.fencedToken < joinedAt {
+				s.fenced, s.fencedToken = nil, 0
 			}
-			cancel()
-			s.active = false
-			s.floor = max(s.floor, s.token)
-			n++
-		}
-		s.mu.Unlock()
-	}
-	if n > 0 {
-		a.logger.Info("deactivated the previous incarnation's actors", "count", n, "why", why)
-	}
-	return n
+			return s.token < joinedAt
+		},
+		func(s *actorSlot, _ []byte) { s.floor = max(s.floor, s.token) })
 }
 
-func (a *localActors) stopAll(ctx context.Context, why string, keep bool) int {
+// stopEach visits every slot under its lock: pick (which may also tidy the
+// slot) says whether an active actor there is to stop; each stopped one is
+// deactivated (a failure drops the activation anyway) and handed to stopped
+// with its final state. It returns how many it stopped.
+func (a *localActors) stopEach(ctx context.Context, msg, why string, pick func(*actorSlot) bool, stopped func(*actorSlot, []byte)) int {
 	if a.host == nil {
 		return 0
 	}
-	slots := a.allSlots()
+	a.mu.Lock()
+	slots := make(map[string]*actorSlot, len(a.slots))
+	for k, v := range a.slots {
+		slots[k] = v
+	}
+	a.mu.Unlock()
 	n := 0
 	for actor, s := range slots {
 		s.mu.Lock()
-		if s.active {
+		if pick(s) && s.active {
 			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			state, err := a.host.Deactivate(dctx, actor)
 			if err != nil {
-				a.logger.Error("deactivate during fence failed; dropping the activation anyway", "actor", actor, "err", err)
+				a.logger.Error("deactivate failed; dropping the activation anyway", "actor", actor, "why", why, "err", err)
 			}
 			cancel()
 			s.active = false
-			s.fenced, s.fencedToken = state, s.token
+			stopped(s, state)
 			n++
 		}
 		s.mu.Unlock()
 	}
 	if n > 0 {
-		a.logger.Info("deactivated all actors", "count", n, "why", why)
+		a.logger.Info(msg, "count", n, "why", why)
 	}
 	return n
 }
