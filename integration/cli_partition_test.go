@@ -186,6 +186,20 @@ func TestKelpiectlPartitionedLeader(t *testing.T) {
 			t.Errorf("status of the old leader after healing: %+v, want a ready follower", s)
 		}
 		leader := s.Leader.ID
+		// The committed views agree; gossip on the once isolated node may
+		// still list members it declared dead until their alive messages
+		// reach it (Lifeguard slowed its probing).
+		waitFor(t, 30*time.Second, "every node's gossip seeing every member alive", func() (bool, string) {
+			for _, n := range all {
+				m, r := jsonOf[cluster.Members](at(n).with(t).run("members", "--format", "json"))
+				for _, row := range m.Members {
+					if row.GossipStatus != "alive" {
+						return false, n + ": " + r.out
+					}
+				}
+			}
+			return true, ""
+		})
 		epochs := map[uint64]bool{}
 		for _, n := range all {
 			a := at(n).with(t)
