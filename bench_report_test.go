@@ -98,19 +98,30 @@ func TestBenchPlacement(t *testing.T) {
 	emit(t, benchrec.Record{Section: "placement", Metric: "raft_baseline_b_ops_per_s", Value: baseB, Unit: "ops/s",
 		Params: params(256, "ops_per_entry", "100"), Method: "plain hashicorp/raft, counting FSM, 100 operations per 64-byte entry; " + method, Samples: rb.Ops})
 
+	// Each point runs in a subtest, so its cluster is closed (and its
+	// placement tables garbage) before the next point starts: otherwise
+	// every later point pays the earlier clusters' goroutines and the
+	// collector's marking of their tables (millions of placements).
 	place := func(name string, run func(leader *Node, op benchload.Op) benchload.Result) benchload.Result {
-		leader := benchCluster(t, name, func(*Config) Host { return nil }, func(cfg *Config) {
-			cfg.Raft = consensus.DefaultConfig()
-			cfg.DataDir = t.TempDir()
-			cfg.QuorumTimeout = 30 * time.Second
+		var r benchload.Result
+		ok := t.Run(name, func(t *testing.T) {
+			leader := benchCluster(t, name, func(*Config) Host { return nil }, func(cfg *Config) {
+				cfg.Raft = consensus.DefaultConfig()
+				cfg.DataDir = t.TempDir()
+				cfg.QuorumTimeout = 30 * time.Second
+			})
+			r = run(leader, func(ctx context.Context, i int64) error {
+				_, err := leader.Place(ctx, name+"-"+strconv.FormatInt(i, 10), PlaceOptions{})
+				return err
+			})
 		})
-		r := run(leader, func(ctx context.Context, i int64) error {
-			_, err := leader.Place(ctx, name+"-"+strconv.FormatInt(i, 10), PlaceOptions{})
-			return err
-		})
+		if !ok {
+			t.Fatalf("%s: the cluster failed (see the subtest)", name)
+		}
 		if r.FirstErr != nil {
 			t.Fatalf("%s: %d errors, first: %v", name, r.Errors, r.FirstErr)
 		}
+		runtime.GC()
 		return r
 	}
 	placeAt := map[int]float64{}

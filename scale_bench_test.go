@@ -29,8 +29,10 @@ import (
 // KELPIE_BENCH_SCALE_N overrides the fleet size (for quick trial runs; the
 // records say which size ran). KELPIE_BENCH_SCALE_PROFILE=memberlist-lan
 // runs memberlist's LAN failure detector instead of the default profile,
-// for comparison. KELPIE_BENCH_SCALE_DIAG=<dir> adds diagnostics
-// (scale_diag_test.go).
+// for comparison. KELPIE_BENCH_SCALE_RAMP=<duration> spreads the joins over
+// that time instead of starting them at once (a diagnostic: the records
+// carry no ramp, so do not mix such runs into the report).
+// KELPIE_BENCH_SCALE_DIAG=<dir> adds diagnostics (scale_diag_test.go).
 const (
 	// stormLimit bounds the join storm; past it the records say how far it
 	// got.
@@ -56,6 +58,21 @@ func scaleProfile(c *Config) {
 		d.Gossip.ProbeInterval, d.Gossip.ProbeTimeout, d.Gossip.SuspicionMult = time.Second, 500*time.Millisecond, 4
 	}
 	*c = d
+}
+
+// scaleRamp is the time over which the joins are spread
+// (KELPIE_BENCH_SCALE_RAMP, a Go duration); 0, the default, starts them all
+// at once.
+func scaleRamp(t *testing.T) time.Duration {
+	s := os.Getenv("KELPIE_BENCH_SCALE_RAMP")
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		t.Fatalf("KELPIE_BENCH_SCALE_RAMP=%q: need a duration >= 0", s)
+	}
+	return d
 }
 
 // scaleProfileName is the gossip profile the run uses: "default" unless
@@ -112,10 +129,14 @@ func TestScaleJoinStorm1000(t *testing.T) {
 	defer stopStorm()
 	var wg sync.WaitGroup
 	joinErrs := make(chan error, len(clients))
+	ramp := scaleRamp(t)
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if ramp > 0 {
+				time.Sleep(ramp * time.Duration(i) / time.Duration(len(clients)))
+			}
 			if err := c.Join(stormCtx, voters.seed(i)); err != nil {
 				joinErrs <- fmt.Errorf("%s: %w", c.ID(), err)
 			}
