@@ -112,14 +112,20 @@ func (s *countSink) IncrCounterWithLabels(key []string, val float32, _ []gometri
 
 var scaleSink = &countSink{n: map[string]float64{}}
 
-// installCountSink makes go-metrics count into scaleSink when diagnosing.
+// installCountSink makes go-metrics count into scaleSink (the benchmark
+// waits for quiet gossip with it; diagnostics print it).
 func installCountSink() {
-	if scaleDiagDir() == "" {
-		return
-	}
 	conf := gometrics.DefaultConfig("")
 	conf.EnableHostname, conf.EnableRuntimeMetrics, conf.EnableServiceLabel = false, false, false
 	_, _ = gometrics.NewGlobal(conf, scaleSink)
+}
+
+// gossipMessages is the number of alive, suspect and dead messages the
+// fleet has handled so far.
+func gossipMessages() float64 {
+	scaleSink.mu.Lock()
+	defer scaleSink.mu.Unlock()
+	return scaleSink.n["memberlist.msg.alive"] + scaleSink.n["memberlist.msg.suspect"] + scaleSink.n["memberlist.msg.dead"]
 }
 
 // gossipCounts lists the fleet-wide gossip counters worth watching.
