@@ -50,6 +50,7 @@ func (n *Node) holdPaused(ctx context.Context, in reconcileInput, changes []cons
 	// Members whose Failed verdict is planned now because gossip says so.
 	var probe []gossip.Member
 	seen := map[string]bool{}
+	fresh := map[string]bool{} // holds that begin in this pass
 	for _, c := range changes {
 		g, ok := failed[c.Member.ID]
 		if !ok || c.Member.Status != consensus.StatusFailed || seen[g.Name] || g.Tags.HTTPAddr == "" {
@@ -58,7 +59,7 @@ func (n *Node) holdPaused(ctx context.Context, in reconcileInput, changes []cons
 		seen[g.Name] = true
 		first, held := holds[g.Name]
 		if !held {
-			first = in.Now
+			first, fresh[g.Name] = in.Now, true
 		}
 		if in.Now.Sub(first) >= n.cfg.FailureHold {
 			continue // held long enough: commit
@@ -87,11 +88,13 @@ func (n *Node) holdPaused(ctx context.Context, in reconcileInput, changes []cons
 			delete(holds, g.Name)
 			continue
 		}
-		left := n.cfg.FailureHold - in.Now.Sub(holds[g.Name])
+		if !fresh[g.Name] {
+			continue // logged, and its end armed, when the hold began
+		}
 		n.logger.Info("gossip reports member failed but its process accepts connections: holding the verdict",
-			"member", g.Name, "hold_left", left.Round(time.Millisecond))
+			"member", g.Name, "hold", n.cfg.FailureHold)
 		// Make sure a reconcile runs when the hold ends, not a tick later.
-		time.AfterFunc(left, n.pokeReconcile)
+		time.AfterFunc(n.cfg.FailureHold, n.pokeReconcile)
 	}
 	n.metrics.ReconcileRuns.WithLabelValues("held").Inc()
 	return out

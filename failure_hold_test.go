@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +22,10 @@ func TestHoldPausedTellsPausedFromCrashed(t *testing.T) {
 	cfg.NodeID = "leader"
 	cfg.BindAddr = "127.0.0.1"
 	cfg.FailureHold = 2 * time.Second
+	// Read only between holdPaused calls, which log synchronously (New
+	// starts no goroutines), so a plain buffer is safe.
+	var logs bytes.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	n, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +67,11 @@ func TestHoldPausedTellsPausedFromCrashed(t *testing.T) {
 	in.Now = now.Add(time.Second) // still within the hold
 	if got := n.holdPaused(context.Background(), in, changes, holds); len(got) != 1 || got[0].Member.ID != "crashed" {
 		t.Fatalf("within the hold: changes %v", ids(got))
+	}
+
+	// A hold is announced (and its end armed) once, not on every pass.
+	if c := strings.Count(logs.String(), "holding the verdict"); c != 1 {
+		t.Fatalf("the hold was announced %d times in two passes, want once:\n%s", c, logs.String())
 	}
 
 	in.Now = now.Add(cfg.FailureHold) // the hold has run out
