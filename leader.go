@@ -97,15 +97,15 @@ func (n *Node) leaderSession(ctx context.Context, term uint64) {
 	}
 	n.voters.Start(ctx)
 	defer n.voters.Stop()
-	// End every migration a previous leader left running (G7).
-	if running, _ := n.fsm.Migrations(); len(running) > 0 {
-		var recs []migration.Record
-		for _, m := range running {
-			recs = append(recs, recordOf(m))
-		}
-		outs := n.coord.Resume(ctx, recs)
-		n.logger.Info("resumed in-flight migrations", "found", len(recs), "ended", len(outs))
-	}
+	// End every migration a previous leader left running (G7), before
+	// placing or rebalancing; later ones are ended by resumeLoop.
+	n.resumeMigrations(ctx)
+	resumeDone := make(chan struct{})
+	go func() {
+		defer close(resumeDone)
+		n.resumeLoop(ctx)
+	}()
+	defer func() { <-resumeDone }()
 	placerDone := make(chan struct{})
 	go func() {
 		defer close(placerDone)
@@ -135,6 +135,43 @@ func (n *Node) leaderSession(ctx context.Context, term uint64) {
 		case <-tick.C:
 		}
 		n.reconcile(ctx, absent, holds)
+	}
+}
+
+// resumeMigrations ends the running migrations that this node's coordinator
+// is not driving (migration.Coordinator.Resume) and reports how many it
+// found.
+func (n *Node) resumeMigrations(ctx context.Context) int {
+	running, _ := n.fsm.Migrations()
+	if len(running) == 0 {
+		return 0
+	}
+	recs := make([]migration.Record, 0, len(running))
+	for _, m := range running {
+		recs = append(recs, recordOf(m))
+	}
+	if outs := n.coord.Resume(ctx, recs); len(outs) > 0 {
+		n.logger.Info("ended migrations nobody was driving", "running", len(recs), "ended", len(outs))
+	}
+	return len(recs)
+}
+
+// resumeLoop repeats resumeMigrations every ReconcileInterval while the
+// session lasts. The pass at the session's start cannot end everything: a
+// migration this node's own Migrate call was still driving then (begun in
+// an earlier term of this node) is skipped, and if that call gives up
+// afterwards (its commit failed while leadership was elsewhere), nobody
+// would end the migration until the next leader change.
+func (n *Node) resumeLoop(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n.resumeMigrations(ctx)
+		}
 	}
 }
 

@@ -136,6 +136,18 @@ func (c *Coordinator) claim(actor string) error {
 	return nil
 }
 
+// claimToEnd claims actor for ending its migration: like claim, but
+// without the cooldown. It reports false if the actor is claimed already.
+func (c *Coordinator) claimToEnd(actor string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running[actor] {
+		return false
+	}
+	c.running[actor] = true
+	return true
+}
+
 func (c *Coordinator) release(actor string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -235,14 +247,18 @@ func (c *Coordinator) abort(ctx context.Context, out Outcome, start time.Time, r
 	return out, nil
 }
 
-// Resume ends migrations a previous leader left running: each is aborted
-// (the actor goes back to its source, which still holds the state it
-// parked). It returns the outcomes.
+// Resume ends migrations that nobody here is driving — left running by a
+// previous leader, or by a Migrate call of this node that gave up (its
+// commit failed while leadership was elsewhere): each is aborted (the actor
+// goes back to its source, which still holds the state it parked). A
+// migration this coordinator is driving is skipped; the caller retries
+// Resume later for it. The cooldown does not apply: it limits how often an
+// actor starts migrating, not ending one. It returns the outcomes.
 func (c *Coordinator) Resume(ctx context.Context, records []Record) []Outcome {
 	var outs []Outcome
 	for _, r := range records {
-		if err := c.claim(r.Actor); err != nil {
-			continue // being handled here already
+		if !c.claimToEnd(r.Actor) {
+			continue // being driven here
 		}
 		o, err := c.abort(ctx, Outcome{Record: r}, c.cfg.Now(), "leader changed during migration")
 		c.release(r.Actor)

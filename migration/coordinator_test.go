@@ -174,3 +174,32 @@ func TestResumeAborts(t *testing.T) {
 		t.Fatalf("%+v", outs)
 	}
 }
+
+// Resume skips a migration this coordinator is driving (and ends it on a
+// later call, once nobody drives it), and is not held back by the cooldown
+// of an actor that migrated here moments ago: otherwise a migration left
+// running by a deposed leader stays running until the next leader change.
+func TestResumeSkipsDrivenIgnoresCooldown(t *testing.T) {
+	l, m := &memLog{}, &memMover{}
+	c := newTestCoord(t, l, m, time.Now) // DefaultConfig: 5 s cooldown
+	if _, err := c.Migrate(context.Background(), "a", "dst"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.claim("a"); !errors.Is(err, ErrCooldown) {
+		t.Fatalf("claim right after a migration: %v, want the cooldown", err)
+	}
+	if outs := c.Resume(context.Background(), []Record{{ID: 9, Actor: "a", From: "src", To: "dst"}}); len(outs) != 1 || outs[0].State != "aborted" {
+		t.Fatalf("resume during the cooldown: %+v", outs)
+	}
+	if err := c.claim("b"); err != nil {
+		t.Fatal(err)
+	}
+	rec := Record{ID: 11, Actor: "b", From: "src", To: "dst"}
+	if outs := c.Resume(context.Background(), []Record{rec}); len(outs) != 0 {
+		t.Fatalf("resume of a migration being driven here: %+v", outs)
+	}
+	c.release("b")
+	if outs := c.Resume(context.Background(), []Record{rec}); len(outs) != 1 || outs[0].State != "aborted" {
+		t.Fatalf("resume once nobody drives it: %+v", outs)
+	}
+}
