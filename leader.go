@@ -98,26 +98,13 @@ func (n *Node) leaderSession(ctx context.Context, term uint64) {
 	n.voters.Start(ctx)
 	defer n.voters.Stop()
 	// End every migration a previous leader left running (G7), before
-	// placing or rebalancing; later ones are ended by resumeLoop.
+	// placing or rebalancing; the loop below ends later ones.
 	n.resumeMigrations(ctx)
-	resumeDone := make(chan struct{})
-	go func() {
-		defer close(resumeDone)
-		n.resumeLoop(ctx)
-	}()
-	defer func() { <-resumeDone }()
-	placerDone := make(chan struct{})
-	go func() {
-		defer close(placerDone)
-		n.runPlacer(ctx)
-	}()
-	defer func() { <-placerDone }()
-	rebalDone := make(chan struct{})
-	go func() {
-		defer close(rebalDone)
-		n.runRebalancer(ctx)
-	}()
-	defer func() { <-rebalDone }()
+	var bg sync.WaitGroup // the session's loops; they end with ctx
+	defer bg.Wait()
+	bg.Go(func() { every(ctx, n.cfg.ReconcileInterval, func() { n.resumeMigrations(ctx) }) })
+	bg.Go(func() { n.runPlacer(ctx) })
+	bg.Go(func() { n.runRebalancer(ctx) })
 
 	absent := map[string]time.Time{}
 	holds := failureHolds{}
@@ -140,7 +127,12 @@ func (n *Node) leaderSession(ctx context.Context, term uint64) {
 
 // resumeMigrations ends the running migrations that this node's coordinator
 // is not driving (migration.Coordinator.Resume) and reports how many it
-// found.
+// found. The leader runs it when its session starts and then every
+// ReconcileInterval: the first pass cannot end everything, because a
+// migration this node's own Migrate call was still driving then (begun in
+// an earlier term of this node) is skipped, and if that call gives up
+// afterwards (its commit failed while leadership was elsewhere), nobody
+// would end the migration until the next leader change.
 func (n *Node) resumeMigrations(ctx context.Context) int {
 	running, _ := n.fsm.Migrations()
 	if len(running) == 0 {
@@ -154,25 +146,6 @@ func (n *Node) resumeMigrations(ctx context.Context) int {
 		n.logger.Info("ended migrations nobody was driving", "running", len(recs), "ended", len(outs))
 	}
 	return len(recs)
-}
-
-// resumeLoop repeats resumeMigrations every ReconcileInterval while the
-// session lasts. The pass at the session's start cannot end everything: a
-// migration this node's own Migrate call was still driving then (begun in
-// an earlier term of this node) is skipped, and if that call gives up
-// afterwards (its commit failed while leadership was elsewhere), nobody
-// would end the migration until the next leader change.
-func (n *Node) resumeLoop(ctx context.Context) {
-	tick := time.NewTicker(n.cfg.ReconcileInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			n.resumeMigrations(ctx)
-		}
-	}
 }
 
 // gatherReconcileBatch lets changes that arrive together commit as one view

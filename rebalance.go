@@ -85,16 +85,7 @@ func (n *Node) runRebalancer(ctx context.Context) {
 	if !rc.Enabled {
 		return
 	}
-	tick := time.NewTicker(rc.Interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		n.rebalanceOnce(ctx)
-	}
+	every(ctx, rc.Interval, func() { n.rebalanceOnce(ctx) })
 }
 
 // rebalanceOnce plans one round over the eligible nodes and runs it.
