@@ -166,7 +166,8 @@ func (c *Coordinator) release(actor string) {
 // Migrate moves actor to node to. It returns the outcome once the migration
 // is committed or aborted. An error with a non-zero Outcome.ID means the
 // migration started but its end could not be committed (no quorum): the
-// record stays in the FSM and the next leader resumes it.
+// record stays in the FSM, and the leader (this one once the call has
+// returned, or the next) ends it with Resume.
 func (c *Coordinator) Migrate(ctx context.Context, actor, to string) (Outcome, error) {
 	if err := c.claim(actor); err != nil {
 		return Outcome{}, err
@@ -207,7 +208,7 @@ func (c *Coordinator) Migrate(ctx context.Context, actor, to string) (Outcome, e
 		if isDefinite(err) {
 			return c.abort(ctx, out, start, "commit refused: "+err.Error())
 		}
-		return out, fmt.Errorf("migration %d of %s: commit outcome unknown (the next leader resumes it): %w", r.ID, actor, err)
+		return out, fmt.Errorf("migration %d of %s: commit outcome unknown (the leader ends it if it is still running): %w", r.ID, actor, err)
 	}
 	out.State, out.NewToken, out.Duration = "committed", tok, c.cfg.Now().Sub(start)
 	c.hook(c.cfg.Hooks.AfterCommit, r)
@@ -233,7 +234,7 @@ func (c *Coordinator) abort(ctx context.Context, out Outcome, start time.Time, r
 	r := out.Record
 	tok, err := c.log.Abort(ctx, r, reason)
 	if err != nil {
-		return out, fmt.Errorf("migration %d of %s failed (%s) and its abort could not be committed (the next leader resumes it): %w", r.ID, r.Actor, reason, err)
+		return out, fmt.Errorf("migration %d of %s failed (%s) and its abort could not be committed (the leader ends it if it is still running): %w", r.ID, r.Actor, reason, err)
 	}
 	out.State, out.NewToken, out.Reason, out.Duration = "aborted", tok, reason, c.cfg.Now().Sub(start)
 	if tok != 0 {
