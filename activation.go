@@ -196,6 +196,14 @@ func (a *localActors) handoff(ctx context.Context, actor string, oldToken, oldMi
 		// that committed, and the actor came back later as a fresh
 		// placement): it must not be resurrected.
 		state = s.held
+	} else if oldMigration != 0 && s.fencedToken != 0 {
+		// The migration whose abort put the actor back here aborted before
+		// its handoff reached this node, which had fenced itself meanwhile:
+		// the actor never ran elsewhere and continues with its fenced state.
+		// This is the state activating the placement would start with (see
+		// run), so handing it over is the same as activating then
+		// migrating. (A MigrationStorm run lost a counter here: 26 -> 1.)
+		state = s.fenced
 	}
 	s.fenced, s.fencedToken = nil, 0
 	s.floor = max(s.floor, oldToken)

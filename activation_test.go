@@ -117,6 +117,26 @@ func TestMigrationHandoff_NoStateFromAnotherLineage(t *testing.T) {
 	}
 }
 
+// TestMigrationHandoff_FencedThenAbortedBeforeHandoff replays the
+// MigrationStorm failure of seed 110: the source fenced itself (its lease
+// ran out while it became leader), a migration away from it aborted before
+// its handoff reached it, and the next migration of the placement that
+// abort produced must carry the fenced state, as activating it would.
+func TestMigrationHandoff_FencedThenAbortedBeforeHandoff(t *testing.T) {
+	a, h := newTestActors(t)
+	p := placement.Placement{Actor: "x", Node: "n1", Token: 16, State: placement.StateActive}
+	for range 3 {
+		runIncr(t, a, h, p)
+	}
+	a.deactivateAll(context.Background(), "fenced") // fenced under token 16
+	// Migration 50 of token 16 aborted without a handoff: placement 55
+	// (Migration 50) back here; migration 81 moves it before it activated.
+	state, err := a.handoff(context.Background(), "x", 55, 50, 81)
+	if err != nil || string(state) != `{"value":3}` {
+		t.Fatalf("handoff of the aborted migration's placement: %q %v, want the fenced state", state, err)
+	}
+}
+
 // TestForgetBefore: a node that rejoined as a new incarnation stops the old
 // incarnation's activations and forgets their fenced states, and leaves the
 // new incarnation's alone.
