@@ -126,17 +126,16 @@ func (n *Node) leaderSession(ctx context.Context, term uint64) {
 }
 
 // resumeMigrations ends the running migrations that this node's coordinator
-// is not driving (migration.Coordinator.Resume) and reports how many it
-// found. The leader runs it when its session starts and then every
+// is not driving (migration.Coordinator.Resume). The leader runs it when its session starts and then every
 // ReconcileInterval: the first pass cannot end everything, because a
 // migration this node's own Migrate call was still driving then (begun in
 // an earlier term of this node) is skipped, and if that call gives up
 // afterwards (its commit failed while leadership was elsewhere), nobody
 // would end the migration until the next leader change.
-func (n *Node) resumeMigrations(ctx context.Context) int {
+func (n *Node) resumeMigrations(ctx context.Context) {
 	running, _ := n.fsm.Migrations()
 	if len(running) == 0 {
-		return 0
+		return
 	}
 	recs := make([]migration.Record, 0, len(running))
 	for _, m := range running {
@@ -145,7 +144,6 @@ func (n *Node) resumeMigrations(ctx context.Context) int {
 	if outs := n.coord.Resume(ctx, recs); len(outs) > 0 {
 		n.logger.Info("ended migrations nobody was driving", "running", len(recs), "ended", len(outs))
 	}
-	return len(recs)
 }
 
 // gatherReconcileBatch lets changes that arrive together commit as one view
